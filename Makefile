@@ -1,0 +1,47 @@
+# The two commands: `make run` (local stack on 127.0.0.1:8000) and `make test` (the whole suite).
+# Both create .venv and install what they need on first use; nothing else is required but
+# Python 3.11 and make.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+PORT        ?= 8000
+DEMO_PEOPLE ?= 1000
+
+.PHONY: run test test-unit test-integration test-e2e fire clean help
+
+help:
+	@echo "make run                 start the local stack on 127.0.0.1:$(PORT) (PORT, DEMO_PEOPLE override)"
+	@echo "make test                install into .venv and run the whole test suite"
+	@echo "make fire JOB=<name>     run one scheduled job now against the running stack"
+	@echo "make test-unit | test-integration | test-e2e   one layer of the suite"
+	@echo "make clean               remove .venv and local state"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+run: $(STAMP)
+	PORT=$(PORT) DEMO_PEOPLE=$(DEMO_PEOPLE) $(PY) -m infra.local run
+
+fire: $(STAMP)
+	@test -n "$(JOB)" || { echo "usage: make fire JOB=<scheduled function name>"; exit 2; }
+	$(PY) -m infra.local fire $(JOB)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+test-integration: $(STAMP)
+	$(PY) -m pytest tests/integration
+
+test-e2e: $(STAMP)
+	$(PY) -m pytest tests/e2e
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache

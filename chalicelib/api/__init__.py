@@ -1,0 +1,1 @@
+"""HTTP routes, SQS consumers and scheduled jobs: one blueprint module per area."""

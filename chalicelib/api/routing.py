@@ -1,0 +1,223 @@
+"""Declaring routes: one decorator that registers a Chalice route and records its contract.
+
+Every HTTP route is declared through :meth:`Area.route`, which
+
+* registers the view on the area's Chalice blueprint (one method per declaration);
+* records a :class:`RouteSpec` on the view (policy, request and response models, errors), from
+  which ``GET /openapi.json`` is generated, so the document cannot drift from the code;
+* parses the JSON body and the query string into pydantic models (unknown fields rejected)
+  before the view runs, and hands them to the view as ``body=`` and ``query=``;
+* enforces the route's access policy before the view body runs;
+* renders whatever the view raises through the one error table in :mod:`chalicelib.errors`.
+
+Chalice turns exceptions raised in a view into its own ``{"Code", "Message"}`` bodies before any
+middleware sees them, which is why the translation lives here, around the view, and not in a
+middleware.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from chalice import Blueprint, ChaliceViewError, Response
+from chalice.app import Request
+from pydantic import BaseModel, ValidationError
+
+from chalicelib.errors import (
+    GATEWAY_ERRORS,
+    DomainError,
+    Invalid,
+    MalformedJSON,
+    render_error,
+    render_internal_error,
+)
+from chalicelib.observability import logger
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+class Policy(Protocol):
+    """Who may call a route. Checked before the view body runs."""
+
+    name: str
+
+    def check(self, request: Request) -> None:
+        """Return when the caller may proceed; raise a :class:`DomainError` otherwise."""
+
+
+@dataclass(frozen=True)
+class Public:
+    """Anyone may call the route: health checks, the API description, login."""
+
+    name: str = "public"
+
+    def check(self, request: Request) -> None:
+        return None
+
+
+PUBLIC = Public()
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """The contract of one route, as declared in code."""
+
+    path: str
+    method: str
+    area: str
+    summary: str
+    policy: Policy
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[type[DomainError], ...] = ()
+    description: str = ""
+    operation_id: str = ""
+    extra_responses: Mapping[int, str] = field(default_factory=dict)
+
+
+class Area:
+    """One area of the API (health, entry, admin...): a Chalice blueprint plus route contracts."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.blueprint = Blueprint(f"chalicelib.api.{name}")
+
+    def route(
+        self,
+        path: str,
+        method: str,
+        *,
+        summary: str,
+        policy: Policy,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        errors: tuple[type[DomainError], ...] = (),
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Declare a route. The view receives path parameters, plus ``body``/``query`` when declared.
+
+        The view returns a pydantic model (serialised in JSON mode), a plain JSON-able value,
+        ``None`` (for 204), or a Chalice ``Response`` for anything else.
+        """
+
+        def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+            spec = RouteSpec(
+                path=path,
+                method=method.upper(),
+                area=self.name,
+                summary=summary,
+                policy=policy,
+                body=body,
+                query=query,
+                response=response,
+                status=status,
+                errors=tuple(errors),
+                description=(view.__doc__ or "").strip(),
+                operation_id=view.__name__,
+            )
+
+            @functools.wraps(view)
+            def endpoint(**path_params: str) -> Response:
+                request = self.blueprint.current_request
+                try:
+                    spec.policy.check(request)
+                    kwargs: dict[str, Any] = dict(path_params)
+                    if spec.body is not None:
+                        kwargs["body"] = parse_body(request, spec.body)
+                    if spec.query is not None:
+                        kwargs["query"] = parse_query(request, spec.query)
+                    return to_response(view(**kwargs), spec.status)
+                except DomainError as exc:
+                    return error_response(*render_error(exc))
+                except ChaliceViewError as exc:
+                    # Raised by Chalice helpers (for example ``json_body``): same shape as ours.
+                    return error_response(*render_error(GATEWAY_ERRORS.get(exc.STATUS_CODE, DomainError)(str(exc))))
+                except Exception:
+                    logger.exception("unhandled error in view", extra={"view": view.__name__})
+                    return error_response(*render_internal_error(request_id_of(request)))
+
+            endpoint.route_spec = spec  # type: ignore[attr-defined]
+            self.blueprint.route(path, methods=[spec.method])(endpoint)
+            return endpoint
+
+        return decorator
+
+
+def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    """Validate the request body as JSON against ``model``.
+
+    Raises:
+        MalformedJSON: the body is empty or not JSON.
+        Invalid: the JSON does not fit the model; ``fields`` maps each bad field to the reason.
+    """
+    raw = request.raw_body or b""
+    if not raw.strip():
+        raise MalformedJSON("A JSON object body is required.")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise MalformedJSON() from None
+        raise invalid_from(exc) from None
+
+
+def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
+    """Validate the query string against ``model`` (one value per parameter)."""
+    params = dict(request.query_params or {})
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise invalid_from(exc) from None
+
+
+def invalid_from(exc: ValidationError) -> Invalid:
+    """Turn pydantic's errors into ``Invalid`` with one reason per field (values are not echoed)."""
+    fields: dict[str, str] = {}
+    for err in exc.errors(include_input=False, include_url=False):
+        name = ".".join(str(part) for part in err["loc"]) or "body"
+        fields.setdefault(name, err["msg"])
+    return Invalid("The request failed validation.", fields)
+
+
+def to_response(result: Any, status: int) -> Response:
+    """Serialise a view's return value."""
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(body="", status_code=204 if status == 200 else status, headers={})
+    if isinstance(result, BaseModel):
+        result = result.model_dump(mode="json")
+    return json_response(result, status)
+
+
+def json_response(payload: Any, status: int, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON response, UTF-8 and unescaped so Chinese text stays readable on the wire."""
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return Response(body=body, status_code=status, headers={"Content-Type": JSON_CONTENT_TYPE, **(headers or {})})
+
+
+def error_response(status: int, body: Mapping[str, Any]) -> Response:
+    return json_response(dict(body), status)
+
+
+def request_id_of(request: Request | None) -> str | None:
+    """The Lambda request id of the current invocation, when there is one."""
+    if request is None:
+        return None
+    context = getattr(request, "lambda_context", None)
+    request_id = getattr(context, "aws_request_id", None)
+    if request_id:
+        return str(request_id)
+    return (request.context or {}).get("requestId")
+
+
+def route_spec_of(view: Callable[..., Any]) -> RouteSpec | None:
+    """The contract recorded on a view by :meth:`Area.route`, or ``None`` for a bare Chalice route."""
+    return getattr(view, "route_spec", None)

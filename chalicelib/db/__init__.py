@@ -1,0 +1,1 @@
+"""PynamoDB models and repositories: the only layer that talks to DynamoDB."""

@@ -1,0 +1,33 @@
+"""Shared PynamoDB plumbing: table names resolved from settings at call time.
+
+``Meta.table_name`` is read by PynamoDB on every operation. Making it a descriptor that asks
+:func:`chalicelib.settings.get_settings` means the stage's prefix is applied when a table is used,
+never when the module is imported (when, under ``chalice.test.Client``, the stage's variables are
+not yet in the environment).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.models import Model
+
+from chalicelib.settings import get_settings
+
+
+class TableName:
+    """Descriptor for ``Meta.table_name``: ``<TABLE_PREFIX><logical name>`` from the settings."""
+
+    def __init__(self, logical_name: str) -> None:
+        self.logical_name = logical_name
+
+    def __get__(self, instance: Any, owner: Any) -> str:
+        return get_settings().table_name(self.logical_name)
+
+
+def logical_name(model: type[Model]) -> str:
+    """The logical table name of a model (``people``), independent of stage."""
+    descriptor = vars(model.Meta).get("table_name")
+    if not isinstance(descriptor, TableName):
+        raise TypeError(f"{model.__name__}.Meta.table_name must be a TableName")
+    return descriptor.logical_name

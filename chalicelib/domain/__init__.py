@@ -1,0 +1,1 @@
+"""Business rules in plain Python: no boto3, Chalice or requests imports here."""

@@ -1,0 +1,122 @@
+"""Domain exceptions and the one table that maps them to HTTP responses.
+
+Domain code raises these; it never builds HTTP responses and never imports Chalice. The API layer
+(:mod:`chalicelib.api.routing`) renders any of them through :func:`render_error`, so an error looks
+the same on every route: ``{"code": "...", "message": "..."}``, plus ``"fields"`` for validation.
+Callers match on the exception class or on ``code``, never on message text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every error a client is allowed to see."""
+
+    default_message = "The request could not be completed."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+
+
+class BadRequest(DomainError):
+    default_message = "The request is malformed."
+
+
+class MalformedJSON(BadRequest):
+    default_message = "The body is not valid JSON."
+
+
+class Invalid(DomainError):
+    """The request was understood but its content breaks a rule; ``fields`` names the culprits."""
+
+    default_message = "The request failed validation."
+
+    def __init__(self, message: str | None = None, fields: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = dict(fields or {})
+
+
+class Unauthorized(DomainError):
+    default_message = "Authentication is required."
+
+
+class Forbidden(DomainError):
+    default_message = "You are not allowed to do this."
+
+
+class NotFound(DomainError):
+    default_message = "No such resource."
+
+
+class Conflict(DomainError):
+    default_message = "The resource changed or already exists."
+
+
+class RateLimited(DomainError):
+    default_message = "Too many requests; try again later."
+
+
+class UnsupportedMediaType(DomainError):
+    default_message = "Send the body as application/json."
+
+
+class MethodNotAllowed(DomainError):
+    default_message = "This method is not allowed on this resource."
+
+
+# The single table: exception class -> (HTTP status, stable error code). Subclasses inherit their
+# parent's entry unless they add their own.
+ERROR_TABLE: dict[type[DomainError], tuple[int, str]] = {
+    BadRequest: (400, "bad_request"),
+    MalformedJSON: (400, "malformed_json"),
+    Unauthorized: (401, "unauthorized"),
+    Forbidden: (403, "forbidden"),
+    NotFound: (404, "not_found"),
+    MethodNotAllowed: (405, "method_not_allowed"),
+    Conflict: (409, "conflict"),
+    UnsupportedMediaType: (415, "unsupported_media_type"),
+    Invalid: (422, "invalid"),
+    RateLimited: (429, "rate_limited"),
+}
+
+INTERNAL_ERROR = (500, "internal_error", "An unexpected error occurred; quote the request id when reporting it.")
+
+# Errors raised by the platform before our code runs (API Gateway, or Chalice's own routing),
+# keyed by HTTP status. The local server renders them, and the AWS template's gateway responses
+# must render the same bodies, so clients see one error shape everywhere.
+GATEWAY_ERRORS: dict[int, type[DomainError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    415: UnsupportedMediaType,
+    429: RateLimited,
+}
+
+
+def status_and_code(exc: DomainError) -> tuple[int, str]:
+    """Look an exception up in :data:`ERROR_TABLE`, walking its class hierarchy."""
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]  # type: ignore[index]
+    return 400, "bad_request"
+
+
+def render_error(exc: DomainError) -> tuple[int, dict[str, Any]]:
+    """Return ``(status, body)`` for a domain error."""
+    status, code = status_and_code(exc)
+    body: dict[str, Any] = {"code": code, "message": exc.message}
+    if isinstance(exc, Invalid) and exc.fields:
+        body["fields"] = exc.fields
+    return status, body
+
+
+def render_internal_error(request_id: str | None) -> tuple[int, dict[str, Any]]:
+    """Return ``(status, body)`` for an unexpected failure: a request id, never a traceback."""
+    status, code, message = INTERNAL_ERROR
+    return status, {"code": code, "message": message, "request_id": request_id or "unknown"}

@@ -1,0 +1,44 @@
+"""The one source of truth for the AWS resources the code uses.
+
+The local stack creates exactly these tables and queues, and the deployment template is checked
+against them, so code, local stack and AWS cannot disagree about what exists.
+
+* Tables are the PynamoDB models themselves: keys, indexes and attribute types come from them.
+* Queues are declared here once; consumers bind to ``spec.name`` and publishers look them up by
+  ``spec.key``. Every queue has a dead-letter queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pynamodb.models import Model
+
+from chalicelib.db.directory import ClassModel, DepartmentModel, PersonModel
+
+TABLE_MODELS: tuple[type[Model], ...] = (DepartmentModel, ClassModel, PersonModel)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """An SQS queue and its dead-letter queue.
+
+    ``name`` is static because Chalice binds ``on_sqs_message`` consumers by queue name when the
+    app is imported. ``visibility_timeout`` must be at least six times the consumer's timeout
+    (AWS's guidance for Lambda event sources); after ``max_receive_count`` failed receipts a
+    message moves to the DLQ instead of being lost.
+    """
+
+    key: str
+    name: str
+    visibility_timeout: int = 60
+    max_receive_count: int = 5
+    batch_size: int = 10
+
+    @property
+    def dlq_name(self) -> str:
+        return f"{self.name}-dlq"
+
+
+# Queues arrive with their consumers (notifications, health alerts, door sync).
+QUEUES: tuple[QueueSpec, ...] = ()

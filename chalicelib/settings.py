@@ -1,0 +1,86 @@
+"""One typed settings object, read lazily from the environment.
+
+Chalice hands a stage its variables through the environment (`.chalice/config.json`), and
+`chalice.test.Client` applies them only for the duration of a call. Nothing here reads the
+environment at import time: :func:`get_settings` builds the object on first use and rebuilds it
+when the variables it depends on change, so a test that switches stage sees the new values.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chalicelib import __version__
+
+Stage = Literal["local", "dev", "prod"]
+
+
+class SettingsError(RuntimeError):
+    """A required setting is missing or malformed; the message names every bad variable."""
+
+
+class Settings(BaseSettings):
+    """The platform's configuration. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    stage: Stage
+    table_prefix: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    app_version: str = __version__
+    campus_timezone: str = "Asia/Shanghai"
+
+    @field_validator("campus_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        return self.stage == "local"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The campus time zone: calendar days (one report per day, cutoffs) are counted in it."""
+        return ZoneInfo(self.campus_timezone)
+
+    def table_name(self, logical_name: str) -> str:
+        """The physical DynamoDB table name of a logical table, e.g. ``people``."""
+        return f"{self.table_prefix}{logical_name}"
+
+
+_ENV_KEYS = tuple(name.upper() for name in Settings.model_fields)
+_lock = threading.Lock()
+_cache: tuple[tuple[str | None, ...], Settings] | None = None
+
+
+def get_settings() -> Settings:
+    """Return the settings for the current environment.
+
+    Raises:
+        SettingsError: a required variable is missing or invalid (names the variables).
+    """
+    global _cache
+    key = tuple(os.environ.get(name) for name in _ENV_KEYS)
+    cached = _cache
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with _lock:
+        try:
+            settings = Settings()  # type: ignore[call-arg]  (values come from the environment)
+        except ValidationError as exc:
+            problems = ", ".join(
+                f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            )
+            raise SettingsError(f"invalid configuration: {problems}") from None
+        _cache = (key, settings)
+        return settings

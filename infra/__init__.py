@@ -1,0 +1,1 @@
+"""Deployment and local-stack tooling. Never packaged into the Lambda zip."""

@@ -1,0 +1,113 @@
+"""The local AWS: a moto server on loopback and the tables and queues the code declares.
+
+The tables come from the PynamoDB models and the queues from :data:`chalicelib.resources.QUEUES`
+(the same declarations the deployment template is checked against), so the local stack holds
+exactly what production holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalice import Chalice
+from chalice.app import SQSEventConfig
+from moto.server import ThreadedMotoServer
+from pynamodb.models import Model
+
+from chalicelib.resources import QueueSpec
+
+# Fixed, obviously fake credentials: moto accepts any, and they keep a developer's real AWS
+# profile out of the local stack.
+LOCAL_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+}
+
+
+class ResourceError(RuntimeError):
+    """The app uses a queue or table that the resource declarations do not have."""
+
+
+@dataclass(frozen=True)
+class LocalQueue:
+    spec: QueueSpec
+    url: str
+    arn: str
+    dlq_url: str
+
+
+class LocalAws:
+    """A moto server in this process; ``env`` points boto3 and PynamoDB at it."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self.endpoint_url = ""
+
+    def start(self) -> dict[str, str]:
+        # moto's server logs every request through werkzeug; the stack prints its own summary.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        return {**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": self.endpoint_url}
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def create_tables(models: Iterable[type[Model]]) -> list[str]:
+    """Create every model's table (keys, indexes and TTL from the model) unless it exists."""
+    created = []
+    for model in models:
+        if not model.exists():
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+            created.append(model.Meta.table_name)
+    return created
+
+
+def create_queues(sqs: Any, specs: Iterable[QueueSpec]) -> dict[str, LocalQueue]:
+    """Create every queue with its DLQ and redrive policy; return them by queue name."""
+    queues = {}
+    for spec in specs:
+        dlq_url = sqs.create_queue(QueueName=spec.dlq_name, Attributes={"MessageRetentionPeriod": "1209600"})[
+            "QueueUrl"
+        ]
+        dlq_arn = _arn(sqs, dlq_url)
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(spec.max_receive_count)}
+        url = sqs.create_queue(
+            QueueName=spec.name,
+            Attributes={"VisibilityTimeout": str(spec.visibility_timeout), "RedrivePolicy": json.dumps(redrive)},
+        )["QueueUrl"]
+        queues[spec.name] = LocalQueue(spec=spec, url=url, arn=_arn(sqs, url), dlq_url=dlq_url)
+    return queues
+
+
+def check_consumers_declared(app: Chalice, specs: Iterable[QueueSpec]) -> list[SQSEventConfig]:
+    """The app's SQS consumers; every one must listen on a declared queue."""
+    declared = {spec.name for spec in specs}
+    consumers = [s for s in app.event_sources if isinstance(s, SQSEventConfig)]
+    for consumer in consumers:
+        if consumer.queue not in declared:
+            raise ResourceError(
+                f"consumer {consumer.name} listens on queue {consumer.queue!r}, "
+                "which chalicelib.resources.QUEUES does not declare"
+            )
+    return consumers
+
+
+def region() -> str:
+    return os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+
+
+def _arn(sqs: Any, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def apply_env(env: Mapping[str, str]) -> None:
+    os.environ.update(env)

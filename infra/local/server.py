@@ -1,0 +1,48 @@
+"""The API on loopback: Chalice's local server, with API Gateway's own errors in our shape.
+
+API Gateway refuses a path no route matches with a 403 ``Missing Authentication Token`` before
+the app runs. The deployment template maps those gateway responses to the platform's error
+bodies (an unknown route is a 404 ``not_found``); this server does the same, so clients see one
+error shape locally and in AWS.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from chalice import Chalice
+from chalice.config import Config
+from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException, create_local_server
+
+from chalicelib.errors import NotFound, render_error
+
+
+class RequestHandler(ChaliceRequestHandler):
+    """Renders gateway-level refusals (unknown route) as ``{"code", "message"}``."""
+
+    def _send_error_response(self, error: LocalGatewayException) -> None:
+        if error.CODE == 403 and b"Missing Authentication Token" in (error.body or b""):
+            status, body = render_error(NotFound(f"No route matches {self.command} {self.path.split('?')[0]}."))
+            headers = dict(error.headers or {})
+            headers.pop("x-amzn-ErrorType", None)
+            headers["Content-Type"] = "application/json; charset=utf-8"
+            self._send_http_response(status, headers, json.dumps(body, ensure_ascii=False).encode("utf-8"))
+            return
+        super()._send_error_response(error)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        # The app's middleware already writes one JSON access line per request.
+        return
+
+
+def make_server(app: Chalice, config: Config, host: str, port: int) -> LocalDevServer:
+    """A threaded HTTP server for ``app``; ``port`` 0 picks a free port."""
+    server = create_local_server(app, config, host, port)
+    server.server.RequestHandlerClass = functools.partial(RequestHandler, app_object=app, config=config)
+    return server
+
+
+def bound_port(server: LocalDevServer) -> int:
+    return int(server.server.server_address[1])

@@ -1,0 +1,170 @@
+"""The whole local stack in one process: moto, tables and queues, the demo campus, the API, the
+SQS pollers and the scheduler. ``python -m infra.local run`` (``make run``) starts it.
+
+Start-up order matters: the moto endpoint goes into the environment before the app is loaded (so
+PynamoDB and boto3 resolve it), and the app is loaded the way ``chalice local`` loads it, with the
+``local`` stage's variables written into the environment first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from chalice import Chalice
+from chalice.cli.factory import CLIFactory
+from chalice.config import Config
+from chalice.local import LocalDevServer
+
+from chalicelib.db.directory import DirectoryRepository
+from chalicelib.resources import TABLE_MODELS, QueueSpec
+from chalicelib.settings import get_settings
+from infra.local import aws
+from infra.local.demo import load_demo_campus
+from infra.local.log import log
+from infra.local.poller import QueuePoller
+from infra.local.scheduler import Scheduler
+from infra.local.server import bound_port, make_server
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+STAGE = "local"
+STATE_FILE = PROJECT_DIR / ".local" / "stack.json"
+
+
+@dataclass
+class StackOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    demo_people: int = 1000
+    project_dir: Path = PROJECT_DIR
+    # Where the queue declarations live, as "module:attribute" (another project's in tests).
+    queues_ref: str = "chalicelib.resources:QUEUES"
+    state_file: Path | None = STATE_FILE
+
+
+def load_queue_specs(ref: str) -> tuple[QueueSpec, ...]:
+    module_name, _, attribute = ref.partition(":")
+    return tuple(getattr(importlib.import_module(module_name), attribute))
+
+
+def load_app(project_dir: Path, stage: str = STAGE) -> tuple[Chalice, Config]:
+    """Load the Chalice app as ``chalice local`` does: stage variables first, then the import."""
+    factory = CLIFactory(str(project_dir), environ=os.environ)
+    config = factory.create_config_obj(chalice_stage_name=stage)
+    return config.chalice_app, config
+
+
+@dataclass
+class LocalStack:
+    options: StackOptions = field(default_factory=StackOptions)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._aws = aws.LocalAws(self.options.host)
+        self._threads: list[threading.Thread] = []
+        self._server: LocalDevServer | None = None
+        self.app: Chalice | None = None
+        self.url = ""
+        self.pollers: list[QueuePoller] = []
+        self.queue_specs: tuple[QueueSpec, ...] = ()
+        self.scheduler: Scheduler | None = None
+
+    def start(self) -> None:
+        env = self._aws.start()
+        aws.apply_env({"AWS_DEFAULT_REGION": aws.region(), **env})
+        app, config = load_app(self.options.project_dir)
+        self.app = app
+        settings = get_settings()
+        self.queue_specs = load_queue_specs(self.options.queues_ref)
+
+        aws.create_tables(TABLE_MODELS)
+        sqs = boto3.client("sqs")
+        consumers = aws.check_consumers_declared(app, self.queue_specs)
+        queues = aws.create_queues(sqs, self.queue_specs)
+        counts = load_demo_campus(DirectoryRepository(), self.options.demo_people)
+        log(f"demo campus: {counts.departments} departments, {counts.classes} classes, {counts.people} people")
+
+        region = aws.region()
+        prefix = f"{config.app_name}-{settings.stage}"
+        for consumer in consumers:
+            queue = queues[consumer.queue]
+            self.pollers.append(
+                QueuePoller(
+                    sqs,
+                    consumer,
+                    app.handler_map[consumer.name],
+                    queue_url=queue.url,
+                    queue_arn=queue.arn,
+                    region=region,
+                    function_name=f"{prefix}-{consumer.name}",
+                    stop=self.stop_event,
+                )
+            )
+        self.scheduler = Scheduler(app, region=region, rule_prefix=prefix, stop=self.stop_event)
+
+        self._server = make_server(app, config, self.options.host, self.options.port)
+        self.url = f"http://{self.options.host}:{bound_port(self._server)}"
+        self._spawn("api", self._server.server.serve_forever)
+        for poller in self.pollers:
+            self._spawn(f"poll-{poller.source.name}", poller.run)
+        self._spawn("scheduler", self.scheduler.run)
+        self._write_state(env)
+
+    def stop(self) -> None:
+        """Stop every part; returns within a few seconds (pollers wait at most 1 s on SQS)."""
+        self.stop_event.set()
+        if self._server is not None:
+            self._server.server.shutdown()
+            self._server.server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=3)
+        self._aws.stop()
+        if self.options.state_file is not None:
+            self.options.state_file.unlink(missing_ok=True)
+
+    def banner(self) -> str:
+        assert self.app is not None and self.scheduler is not None
+        routes = {path for path in self.app.routes}
+        token_help = (
+            f"curl -s -X POST {self.url}/auth/dev-login -d '{{\"userid\": \"fdy01\"}}'"
+            if "/auth/dev-login" in routes
+            else "no login route yet: every route served today is public"
+        )
+        jobs = ", ".join(f"{j.name} [{j.schedule.expression}]" for j in self.scheduler.jobs) or "none"
+        consumers = ", ".join(f"{p.source.name} <- {p.source.queue}" for p in self.pollers) or "none"
+        lines = [
+            "",
+            "  Campus service platform: local stack",
+            f"  API        {self.url}   (stage {get_settings().stage})",
+            f"  try        curl {self.url}/healthz   |   {self.url}/openapi.json",
+            f"  token      {token_help}",
+            f"  AWS        moto at {self._aws.endpoint_url} ({len(self.queue_specs)} queues + DLQs)",
+            f"  consumers  {consumers}",
+            f"  schedules  {jobs}   (run one now: make fire JOB=<name>)",
+            "  stop       Ctrl-C",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _write_state(self, env: dict[str, str]) -> None:
+        if self.options.state_file is None:
+            return
+        self.options.state_file.parent.mkdir(exist_ok=True)
+        state = {
+            "pid": os.getpid(),
+            "api_url": self.url,
+            "project_dir": str(self.options.project_dir),
+            "env": {**env, "AWS_DEFAULT_REGION": aws.region()},
+        }
+        self.options.state_file.write_text(json.dumps(state, indent=2))

@@ -1,0 +1,29 @@
+"""Integration tests: real DynamoDB and SQS semantics through moto, the app through the test client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from chalicelib.resources import TABLE_MODELS
+from infra.local.aws import create_tables
+from tests.conftest import PROJECT_DIR
+
+
+@pytest.fixture(autouse=True)
+def aws(fake_aws_credentials: None, local_stage_env: dict[str, str]) -> Iterator[None]:
+    """A fresh moto account per test, with every table the models declare."""
+    with mock_aws():
+        create_tables(TABLE_MODELS)
+        yield
+
+
+@pytest.fixture
+def client() -> Iterator[Client]:
+    from app import app
+
+    with Client(app, stage_name="local", project_dir=str(PROJECT_DIR)) as test_client:
+        yield test_client

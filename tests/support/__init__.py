@@ -1,0 +1,1 @@
+"""Test-only helpers and a test-only Chalice project (never deployed)."""

@@ -47,7 +47,7 @@ def _handle(record: SQSRecord) -> None:
 @app.on_sqs_message(queue=JOBS.name, batch_size=10)
 def run_sample_jobs(event):
     return process_partial_response(
-        event=event.to_dict(), record_handler=_handle, processor=BatchProcessor(EventType.SQS), context=app.lambda_context
+        event=event.to_dict(), record_handler=_handle, processor=BatchProcessor(EventType.SQS), context=event.context
     )
 
 

@@ -34,7 +34,8 @@ from infra.local.server import bound_port, make_server
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 STAGE = "local"
-STATE_FILE = PROJECT_DIR / ".local" / "stack.json"
+# Where a running stack tells `make fire` how to reach it (overridable so tests can run their own).
+STATE_FILE = Path(os.environ.get("LOCAL_STACK_STATE", PROJECT_DIR / ".local" / "stack.json"))
 
 
 @dataclass

@@ -1,0 +1,89 @@
+"""The real app's local stack, over HTTP, as `make run` starts it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import requests
+
+from tests.conftest import PROJECT_DIR
+from tests.e2e.conftest import clean_env, free_port, start_stack
+
+
+def test_healthz_answers_with_the_local_stage(stack):
+    response = requests.get(f"{stack.url}/healthz", timeout=5)
+    assert response.status_code == 200
+    assert response.json()["stage"] == "local"
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.headers["X-Request-Id"]
+
+
+def test_openapi_describes_every_route_of_the_app(stack):
+    from app import app
+
+    document = requests.get(f"{stack.url}/openapi.json", timeout=5).json()
+    assert document["openapi"] == "3.1.0"
+    assert {(p, m.lower()) for p, ms in app.routes.items() for m in ms} == {
+        (p, m) for p, ms in document["paths"].items() for m in ms
+    }
+
+
+def test_an_unknown_route_is_a_json_404_in_the_platform_shape(stack):
+    for method in ("GET", "POST", "DELETE"):
+        response = requests.request(method, f"{stack.url}/no/such/thing?x=1", data=b"{not json", timeout=5)
+        assert response.status_code == 404
+        assert response.json() == {"code": "not_found", "message": f"No route matches {method} /no/such/thing."}
+
+
+def test_a_wrong_method_or_garbage_body_on_a_known_route_is_a_4xx_never_a_500(stack):
+    response = requests.post(f"{stack.url}/healthz", data=b"\xff{{", headers={"Content-Type": "application/json"},
+                              timeout=5)
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_the_banner_tells_the_url_the_stage_and_how_to_get_a_token(stack):
+    log = stack.log()
+    assert f"API        {stack.url}   (stage local)" in log
+    assert "token" in log
+    assert "demo campus: 9 departments" in log
+
+
+def test_fire_names_the_jobs_when_the_job_is_unknown(stack):
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.local", "fire", "no_such_job", "--state-file", str(stack.state_file)],
+        cwd=PROJECT_DIR, env=clean_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "No scheduled job 'no_such_job'" in result.stderr
+
+
+def test_fire_without_a_running_stack_says_how_to_start_it(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.local", "fire", "anything", "--state-file", str(tmp_path / "none.json")],
+        cwd=PROJECT_DIR, env=clean_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "make run" in result.stderr
+
+
+def test_sigterm_and_sigint_stop_everything_within_five_seconds(tmp_path):
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        running = start_stack(tmp_path, DEMO_PEOPLE="0")
+        took = running.stop(signum, timeout=5)
+        assert running.process.returncode == 0, running.log()
+        assert took < 5
+        assert not running.state_file.exists()
+
+
+def test_make_run_serves_on_the_port_given(tmp_path):
+    # `make run` as the README says, with PORT overriding 8000 (the suite's .venv already exists)
+    port = free_port()
+    running = start_stack(tmp_path, command=["make", "--no-print-directory", "run", f"PORT={port}", "DEMO_PEOPLE=10"],
+                          port=port)
+    try:
+        assert requests.get(f"{running.url}/openapi.json", timeout=5).status_code == 200
+    finally:
+        assert running.stop() < 5

@@ -85,26 +85,25 @@ ERROR_TABLE: dict[type[DomainError], tuple[int, str]] = {
 
 INTERNAL_ERROR = (500, "internal_error", "An unexpected error occurred; quote the request id when reporting it.")
 
-# Errors raised by the platform before our code runs (API Gateway, or Chalice's own routing),
-# keyed by HTTP status. The local server renders them, and the AWS template's gateway responses
-# must render the same bodies, so clients see one error shape everywhere.
+# Errors raised by the platform before our code runs (API Gateway, or Chalice's own routing and
+# helpers), keyed by HTTP status. The local server renders them, and the AWS template's gateway
+# responses must render the same bodies, so clients see one error shape everywhere. A status not
+# listed here (and every 5xx) is rendered as an internal error.
 GATEWAY_ERRORS: dict[int, type[DomainError]] = {
-    400: BadRequest,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    405: MethodNotAllowed,
-    415: UnsupportedMediaType,
-    429: RateLimited,
+    status: cls for cls, (status, _) in ERROR_TABLE.items() if cls is not MalformedJSON
 }
 
 
 def status_and_code(exc: DomainError) -> tuple[int, str]:
-    """Look an exception up in :data:`ERROR_TABLE`, walking its class hierarchy."""
+    """Look an exception up in :data:`ERROR_TABLE`, walking its class hierarchy.
+
+    Raises:
+        LookupError: the class has no entry (a bare ``DomainError``): a bug, rendered as a 500.
+    """
     for cls in type(exc).__mro__:
         if cls in ERROR_TABLE:
             return ERROR_TABLE[cls]  # type: ignore[index]
-    return 400, "bad_request"
+    raise LookupError(f"{type(exc).__name__} has no entry in ERROR_TABLE")
 
 
 def render_error(exc: DomainError) -> tuple[int, dict[str, Any]]:

@@ -24,14 +24,16 @@ class QueueSpec:
     """An SQS queue and its dead-letter queue.
 
     ``name`` is static because Chalice binds ``on_sqs_message`` consumers by queue name when the
-    app is imported. ``visibility_timeout`` must be at least six times the consumer's timeout
-    (AWS's guidance for Lambda event sources); after ``max_receive_count`` failed receipts a
-    message moves to the DLQ instead of being lost.
+    app is imported; the consumer passes ``batch_size=spec.batch_size`` too (Chalice's default is
+    1). ``visibility_timeout`` must be at least the consumer's Lambda timeout (AWS refuses the event
+    source otherwise) and should be six times it (AWS's guidance; the default fits Chalice's 60 s
+    default timeout). After ``max_receive_count`` failed receipts a message moves to the DLQ
+    instead of being lost.
     """
 
     key: str
     name: str
-    visibility_timeout: int = 60
+    visibility_timeout: int = 360
     max_receive_count: int = 5
     batch_size: int = 10
 

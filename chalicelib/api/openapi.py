@@ -63,7 +63,15 @@ def build_document(app: Chalice) -> dict[str, Any]:
             '{"code", "message"}; validation errors add "fields".',
         },
         "paths": paths,
-        "components": {"schemas": schema_doc.get("$defs", {})},
+        "components": {
+            "schemas": schema_doc.get("$defs", {}),
+            "headers": {
+                "RequestId": {
+                    "description": "The invocation's request id; quote it when reporting a problem.",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
     }
 
 
@@ -123,6 +131,8 @@ def _operation(spec: RouteSpec, refs: dict[tuple[type[BaseModel], str], Any]) ->
         "description": INTERNAL_ERROR[1],
         "content": {"application/json": {"schema": error_ref}},
     }
+    for response in responses.values():
+        response["headers"] = {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}}
     operation["responses"] = responses
     return operation
 
@@ -130,8 +140,10 @@ def _operation(spec: RouteSpec, refs: dict[tuple[type[BaseModel], str], Any]) ->
 def _errors_of(spec: RouteSpec) -> list[type[DomainError]]:
     """Declared errors plus those the routing layer itself may raise for this route."""
     errors: list[type[DomainError]] = list(spec.errors)
+    # Chalice checks the Content-Type of every request that sends one, body or not.
+    errors.append(UnsupportedMediaType)
     if spec.body is not None:
-        errors += [MalformedJSON, UnsupportedMediaType, Invalid]
+        errors += [MalformedJSON, Invalid]
     if spec.query is not None:
         errors.append(Invalid)
     errors += list(getattr(spec.policy, "errors", ()))

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import functools
 import json
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chalice import Blueprint, ChaliceViewError, Response
 from chalice.app import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chalicelib.errors import (
     GATEWAY_ERRORS,
@@ -38,6 +39,12 @@ from chalicelib.errors import (
 from chalicelib.observability import logger
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies and query strings: unknown fields are refused (no mass assignment)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class Policy(Protocol):
@@ -108,6 +115,10 @@ class Area:
         """
 
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+            for model in (body, query):
+                if model is not None and model.model_config.get("extra") != "forbid":
+                    # No mass assignment: a client must never set a field the model does not name.
+                    raise TypeError(f"{view.__name__}: {model.__name__} must set extra='forbid'")
             spec = RouteSpec(
                 path=path,
                 method=method.upper(),
@@ -134,20 +145,42 @@ class Area:
                     if spec.query is not None:
                         kwargs["query"] = parse_query(request, spec.query)
                     return to_response(view(**kwargs), spec.status)
-                except DomainError as exc:
-                    return error_response(*render_error(exc))
-                except ChaliceViewError as exc:
-                    # Raised by Chalice helpers (for example ``json_body``): same shape as ours.
-                    return error_response(*render_error(GATEWAY_ERRORS.get(exc.STATUS_CODE, DomainError)(str(exc))))
-                except Exception:
-                    logger.exception("unhandled error in view", extra={"view": view.__name__})
-                    return error_response(*render_internal_error(request_id_of(request)))
+                except Exception as exc:  # every outcome goes through the one error table
+                    return render_exception(exc, view.__name__, request)
 
             endpoint.route_spec = spec  # type: ignore[attr-defined]
             self.blueprint.route(path, methods=[spec.method])(endpoint)
             return endpoint
 
         return decorator
+
+
+def render_exception(exc: Exception, view_name: str, request: Request | None) -> Response:
+    """The response for anything a view raised.
+
+    Domain errors render through the error table; Chalice's own 4xx errors (raised by its helpers)
+    map by status to the same shapes, with our message rather than theirs; everything else is an
+    internal error, logged without its message (it may carry personal data) and answered with the
+    request id only.
+    """
+    if isinstance(exc, DomainError):
+        try:
+            return error_response(*render_error(exc))
+        except LookupError:
+            pass
+    elif isinstance(exc, ChaliceViewError) and exc.STATUS_CODE in GATEWAY_ERRORS:
+        return error_response(*render_error(GATEWAY_ERRORS[exc.STATUS_CODE]()))
+    logger.error(
+        "unhandled error in view",
+        extra={"view": view_name, "error_type": type(exc).__name__, "stack": _frames(exc)},
+    )
+    return error_response(*render_internal_error(request_id_of(request)))
+
+
+def _frames(exc: BaseException) -> list[str]:
+    """Where an exception happened (file:line in function), without its message or locals."""
+    return [f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno} in {frame.name}"
+            for frame in traceback.extract_tb(exc.__traceback__)][-8:]
 
 
 def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
+from chalice import Chalice
 from pydantic import BaseModel
 
 from chalicelib.api import openapi
@@ -35,9 +37,9 @@ def get_openapi() -> dict[str, Any]:
 def _document() -> dict[str, Any]:
     # Built once per app: the route table is fixed after import.
     app = area.blueprint.current_app
-    if id(app) not in _documents:
-        _documents[id(app)] = openapi.build_document(app)
-    return _documents[id(app)]
+    if app not in _documents:
+        _documents[app] = openapi.build_document(app)
+    return _documents[app]
 
 
-_documents: dict[int, dict[str, Any]] = {}
+_documents: weakref.WeakKeyDictionary[Chalice, dict[str, Any]] = weakref.WeakKeyDictionary()

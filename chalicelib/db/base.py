@@ -15,6 +15,19 @@ from pynamodb.models import Model
 from chalicelib.settings import get_settings
 
 
+class TableMeta:
+    """Base of every model's ``Meta``: timeouts that fit inside API Gateway's 29 s limit.
+
+    PynamoDB's defaults (15 s connect, 30 s read, 3 retries) would let one slow call outlive the
+    request that made it.
+    """
+
+    connect_timeout_seconds = 2
+    read_timeout_seconds = 5
+    max_retry_attempts = 2
+    base_backoff_ms = 25
+
+
 class TableName:
     """Descriptor for ``Meta.table_name``: ``<TABLE_PREFIX><logical name>`` from the settings."""
 

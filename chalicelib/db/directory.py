@@ -23,7 +23,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from chalicelib.db.base import TableName
+from chalicelib.db.base import TableMeta, TableName
 
 
 def _now() -> datetime:
@@ -31,7 +31,7 @@ def _now() -> datetime:
 
 
 class DepartmentModel(Model):
-    class Meta:
+    class Meta(TableMeta):
         table_name = TableName("departments")
 
     dept_id = UnicodeAttribute(hash_key=True)
@@ -40,7 +40,7 @@ class DepartmentModel(Model):
 
 
 class ClassModel(Model):
-    class Meta:
+    class Meta(TableMeta):
         table_name = TableName("classes")
 
     class_id = UnicodeAttribute(hash_key=True)
@@ -68,7 +68,7 @@ class ByClass(GlobalSecondaryIndex["PersonModel"]):
 
 
 class PersonModel(Model):
-    class Meta:
+    class Meta(TableMeta):
         table_name = TableName("people")
 
     userid = UnicodeAttribute(hash_key=True)

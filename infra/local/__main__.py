@@ -9,6 +9,8 @@ import os
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from chalice.local import LambdaContext
@@ -17,7 +19,7 @@ from infra.local import aws
 from infra.local.lambda_events import rule_arn, scheduled_event
 from infra.local.log import log
 from infra.local.scheduler import scheduled_sources
-from infra.local.stack import PROJECT_DIR, STATE_FILE, LocalStack, StackOptions, load_app
+from infra.local.stack import PROJECT_DIR, STATE_FILE, LocalStack, StackOptions, StartCancelled, load_app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +58,10 @@ def run_stack(options: StackOptions) -> int:
     started = time.monotonic()
     try:
         stack.start()
+    except StartCancelled:
+        log("start cancelled")
+        stack.stop()
+        return 0
     except Exception:
         stack.stop()
         raise
@@ -72,6 +78,8 @@ def fire_job(job: str, state_file: Path) -> int:
     try:
         state = json.loads(state_file.read_text())
         os.kill(int(state["pid"]), 0)
+        # A stale file whose pid was reused by another process: the API must answer too.
+        _answers(state["api_url"])
     except (OSError, ValueError, KeyError):
         print("The local stack is not running: start it with `make run` first.", file=sys.stderr)
         return 2
@@ -87,6 +95,14 @@ def fire_job(job: str, state_file: Path) -> int:
     result = app.handler_map[job](event, LambdaContext(name, memory_size=256, max_runtime_ms=900_000))
     log(f"{job} finished: {result!r}")
     return 0
+
+
+def _answers(api_url: str) -> None:
+    """Return if anything answers HTTP at ``api_url``; raise ``OSError`` otherwise."""
+    try:
+        urllib.request.urlopen(f"{api_url}/healthz", timeout=3).close()  # noqa: S310 (loopback only)
+    except urllib.error.HTTPError:
+        return  # an HTTP error is still an answer
 
 
 if __name__ == "__main__":

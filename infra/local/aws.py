@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,15 +88,35 @@ def create_queues(sqs: Any, specs: Iterable[QueueSpec]) -> dict[str, LocalQueue]
     return queues
 
 
-def check_consumers_declared(app: Chalice, specs: Iterable[QueueSpec]) -> list[SQSEventConfig]:
-    """The app's SQS consumers; every one must listen on a declared queue."""
-    declared = {spec.name for spec in specs}
+def check_consumers_declared(
+    app: Chalice, specs: Iterable[QueueSpec], timeout_of: Callable[[str], int] = lambda name: 60
+) -> list[SQSEventConfig]:
+    """The app's SQS consumers, each checked against its queue's declaration.
+
+    ``timeout_of`` gives a consumer's Lambda timeout in seconds (from the stage config).
+
+    Raises:
+        ResourceError: a consumer listens on an undeclared queue, with another batch size than
+            declared, or with a timeout longer than the queue's visibility timeout.
+    """
+    declared = {spec.name: spec for spec in specs}
     consumers = [s for s in app.event_sources if isinstance(s, SQSEventConfig)]
     for consumer in consumers:
-        if consumer.queue not in declared:
+        spec = declared.get(consumer.queue or "")
+        if spec is None:
             raise ResourceError(
                 f"consumer {consumer.name} listens on queue {consumer.queue!r}, "
                 "which chalicelib.resources.QUEUES does not declare"
+            )
+        if consumer.batch_size != spec.batch_size:
+            raise ResourceError(
+                f"consumer {consumer.name} takes batches of {consumer.batch_size}, "
+                f"queue {spec.name} declares {spec.batch_size}: pass batch_size=spec.batch_size"
+            )
+        if timeout_of(consumer.name) > spec.visibility_timeout:
+            raise ResourceError(
+                f"queue {spec.name}: visibility timeout {spec.visibility_timeout}s is shorter than "
+                f"consumer {consumer.name}'s timeout {timeout_of(consumer.name)}s (AWS refuses this)"
             )
     return consumers
 

@@ -7,6 +7,7 @@ Generation is deterministic: the same ``size`` always gives the same people.
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -64,16 +65,31 @@ class DemoCounts:
     people: int
 
 
-def load_demo_campus(repo: DirectoryRepository, size: int = 1000) -> DemoCounts:
-    """Write the cast and ``size`` generated people (upsert: safe to run on a loaded campus)."""
+class LoadCancelled(Exception):
+    """The load was cancelled (the stack is stopping)."""
+
+
+def load_demo_campus(repo: DirectoryRepository, size: int = 1000, cancel: threading.Event | None = None) -> DemoCounts:
+    """Write the cast and ``size`` generated people (upsert: safe to run on a loaded campus).
+
+    Raises:
+        LoadCancelled: ``cancel`` was set; what was written so far stays (every write is an upsert).
+    """
     generated_people, generated_classes = generate_population(size)
     classes = [ClassModel(class_id=c, name=n, department=d, counselors=list(f)) for c, n, d, f in CLASSES]
     classes += generated_classes
     departments = repo.put_departments(DepartmentModel(dept_id=d, name=n, kind=k) for d, n, k in DEPARTMENTS)
     class_count = repo.put_classes(classes)
     people = repo.put_people(_cast_people())
-    people += repo.put_people(generated_people)
+    people += repo.put_people(_until(cancel, generated_people))
     return DemoCounts(departments=departments, classes=class_count, people=people)
+
+
+def _until(cancel: threading.Event | None, items: list[PersonModel]) -> Iterator[PersonModel]:
+    for number, item in enumerate(items):
+        if cancel is not None and number % 250 == 0 and cancel.is_set():
+            raise LoadCancelled()
+        yield item
 
 
 def _cast_people() -> Iterator[PersonModel]:

@@ -40,8 +40,9 @@ def failed_ids(result: Any, message_ids: list[str]) -> tuple[list[str], str | No
     """The message ids a consumer reported as failed, or all of them when the report is unusable."""
     if result is None:
         return [], None
-    if not isinstance(result, Mapping) or "batchItemFailures" not in result:
-        return [], None
+    if not isinstance(result, Mapping):
+        # Lambda fails the whole batch when the response is not a batch-item-failures object.
+        return list(message_ids), f"consumer returned {type(result).__name__}, not a batch response"
     failures = result.get("batchItemFailures") or []
     reported = []
     for failure in failures:

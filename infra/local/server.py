@@ -27,6 +27,7 @@ class RequestHandler(ChaliceRequestHandler):
             status, body = render_error(NotFound(f"No route matches {self.command} {self.path.split('?')[0]}."))
             headers = dict(error.headers or {})
             headers.pop("x-amzn-ErrorType", None)
+            headers["X-Request-Id"] = headers.pop("x-amzn-RequestId", "")
             headers["Content-Type"] = "application/json; charset=utf-8"
             self._send_http_response(status, headers, json.dumps(body, ensure_ascii=False).encode("utf-8"))
             return

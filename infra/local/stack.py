@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from chalicelib.db.directory import DirectoryRepository
 from chalicelib.resources import TABLE_MODELS, QueueSpec
 from chalicelib.settings import get_settings
 from infra.local import aws
-from infra.local.demo import load_demo_campus
+from infra.local.demo import LoadCancelled, load_demo_campus
 from infra.local.log import log
 from infra.local.poller import QueuePoller
 from infra.local.scheduler import Scheduler
@@ -61,6 +62,10 @@ def load_app(project_dir: Path, stage: str = STAGE) -> tuple[Chalice, Config]:
     return config.chalice_app, config
 
 
+class StartCancelled(Exception):
+    """A stop was requested while the stack was starting."""
+
+
 @dataclass
 class LocalStack:
     options: StackOptions = field(default_factory=StackOptions)
@@ -77,6 +82,7 @@ class LocalStack:
         self.scheduler: Scheduler | None = None
 
     def start(self) -> None:
+        """Start every part. A stop requested meanwhile (Ctrl-C) raises :class:`StartCancelled`."""
         env = self._aws.start()
         aws.apply_env({"AWS_DEFAULT_REGION": aws.region(), **env})
         app, config = load_app(self.options.project_dir)
@@ -86,9 +92,16 @@ class LocalStack:
 
         aws.create_tables(TABLE_MODELS)
         sqs = boto3.client("sqs")
-        consumers = aws.check_consumers_declared(app, self.queue_specs)
+        consumers = aws.check_consumers_declared(
+            app, self.queue_specs, lambda name: config.scope(STAGE, name).lambda_timeout or 60
+        )
         queues = aws.create_queues(sqs, self.queue_specs)
-        counts = load_demo_campus(DirectoryRepository(), self.options.demo_people)
+        self._check_stop()
+        log(f"loading the demo campus ({self.options.demo_people} generated people)...")
+        try:
+            counts = load_demo_campus(DirectoryRepository(), self.options.demo_people, cancel=self.stop_event)
+        except LoadCancelled:
+            raise StartCancelled() from None
         log(f"demo campus: {counts.departments} departments, {counts.classes} classes, {counts.people} people")
 
         region = aws.region()
@@ -117,23 +130,33 @@ class LocalStack:
         self._spawn("scheduler", self.scheduler.run)
         self._write_state(env)
 
-    def stop(self) -> None:
-        """Stop every part; returns within a few seconds (pollers wait at most 1 s on SQS)."""
+    def stop(self, deadline_seconds: float = 4.0) -> None:
+        """Stop every part within ``deadline_seconds`` (pollers wait at most 1 s on SQS).
+
+        Threads still busy at the deadline (a consumer mid-batch) are daemons and end with the
+        process; their messages reappear in SQS after the visibility timeout, as in AWS.
+        """
+        deadline = time.monotonic() + deadline_seconds
         self.stop_event.set()
         if self._server is not None:
             self._server.server.shutdown()
             self._server.server.server_close()
         for thread in self._threads:
-            thread.join(timeout=3)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._aws.stop()
         if self.options.state_file is not None:
             self.options.state_file.unlink(missing_ok=True)
+
+    def _check_stop(self) -> None:
+        if self.stop_event.is_set():
+            raise StartCancelled()
 
     def banner(self) -> str:
         assert self.app is not None and self.scheduler is not None
         routes = {path for path in self.app.routes}
         token_help = (
-            f"curl -s -X POST {self.url}/auth/dev-login -d '{{\"userid\": \"fdy01\"}}'"
+            f"curl -s -X POST {self.url}/auth/dev-login -H 'Content-Type: application/json' "
+            f"-d '{{\"userid\": \"fdy01\"}}'"
             if "/auth/dev-login" in routes
             else "no login route yet: every route served today is public"
         )
@@ -161,7 +184,7 @@ class LocalStack:
     def _write_state(self, env: dict[str, str]) -> None:
         if self.options.state_file is None:
             return
-        self.options.state_file.parent.mkdir(exist_ok=True)
+        self.options.state_file.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "pid": os.getpid(),
             "api_url": self.url,

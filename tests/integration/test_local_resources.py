@@ -1,5 +1,6 @@
 """The local stack creates the declared tables and queues exactly as declared."""
 
+import dataclasses
 import json
 
 import boto3
@@ -33,8 +34,23 @@ def test_tables_carry_the_models_keys_and_indexes():
     assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
 
 
-def test_a_consumer_on_an_undeclared_queue_is_refused():
-    assert [c.name for c in check_consumers_declared(sample.app, QUEUES)] == ["run_sample_jobs"]
-    with pytest.raises(ResourceError, match="sample-jobs"):
-        check_consumers_declared(sample.app, (QueueSpec(key="other", name="other"),))
+def one_second(name: str) -> int:
+    return 1
+
+
+def test_a_consumer_matching_its_declaration_is_accepted():
+    assert [c.name for c in check_consumers_declared(sample.app, QUEUES, one_second)] == ["run_sample_jobs"]
     assert JOBS.dlq_name == "sample-jobs-dlq"
+
+
+@pytest.mark.parametrize(
+    ("specs", "timeout", "reason"),
+    [
+        ((QueueSpec(key="other", name="other"),), 1, "does not declare"),
+        ((dataclasses.replace(JOBS, batch_size=5),), 1, "batches of 10"),
+        (QUEUES, 60, "shorter than consumer run_sample_jobs's timeout 60s"),
+    ],
+)
+def test_a_consumer_that_breaks_its_declaration_is_refused(specs, timeout, reason):
+    with pytest.raises(ResourceError, match=reason):
+        check_consumers_declared(sample.app, specs, lambda name: timeout)

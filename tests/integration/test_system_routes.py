@@ -24,4 +24,4 @@ def test_an_unknown_route_is_refused_as_api_gateway_does(client):
     # gateway responses turn it into {"code": "not_found"} (see tests/e2e).
     response = client.http.get("/no/such/route")
     assert response.status_code == 403
-    assert "message" in json.loads(response.body)
+    assert json.loads(response.body) == {"message": "Missing Authentication Token"}

@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel, ConfigDict
 
 from chalicelib.api import openapi
-from chalicelib.api.routing import PUBLIC, Area
+from chalicelib.api.routing import PUBLIC, Area, RequestModel
 from tests.conftest import PROJECT_DIR
 
 
@@ -62,7 +62,7 @@ def test_bodies_parameters_and_errors_come_from_the_declarations():
     class Filed(BaseModel):
         filing_id: str
 
-    class Page(BaseModel):
+    class Page(RequestModel):
         limit: int = 50
 
     area = Area("filings")

@@ -15,6 +15,11 @@ def test_reported_ids_fail_and_only_those():
     assert (failed, error) == (["m2"], None)
 
 
+def test_a_response_that_is_not_an_object_fails_the_whole_batch():
+    assert failed_ids("ok", IDS)[0] == IDS
+    assert failed_ids([], IDS)[0] == IDS
+
+
 def test_an_unknown_or_empty_identifier_fails_the_whole_batch():
     assert failed_ids({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, IDS)[0] == IDS
     assert failed_ids({"batchItemFailures": [{"itemIdentifier": ""}]}, IDS)[0] == IDS

@@ -5,6 +5,7 @@ Driven through a test-only app built with the same ``Area`` the real areas use.
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -140,7 +141,20 @@ def test_given_query_parameters_then_they_are_validated(client):
 
 
 def test_given_an_unexpected_exception_then_500_with_request_id_and_no_details(client):
-    response = client.http.get("/boom")
+    from chalicelib.observability import logger
+
+    handler = logger.handlers[0]
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        response = client.http.get("/boom")
+    finally:
+        handler.setStream(previous)
+    logged = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    error = next(line for line in logged if line["message"] == "unhandled error in view")
+    assert (error["error_type"], error["view"]) == ("RuntimeError", "boom")
+    assert any("in boom" in frame for frame in error["stack"])
+    assert "370102199001011234" not in buffer.getvalue()
     body = json.loads(response.body)
     assert response.status_code == 500
     assert body["code"] == "internal_error"
@@ -159,6 +173,43 @@ def test_given_a_non_json_content_type_then_415_in_the_platform_shape(client):
     response = post(client, "/rooms", "name=A", content_type="application/x-www-form-urlencoded")
     assert response.status_code == 415
     assert json.loads(response.body)["code"] == "unsupported_media_type"
+
+
+def test_a_request_model_that_accepts_unknown_fields_cannot_be_declared():
+    class Loose(BaseModel):
+        name: str
+
+    area = Area("loose")
+    with pytest.raises(TypeError, match="extra='forbid'"):
+        @area.route("/loose", "POST", summary="loose", policy=PUBLIC, body=Loose)
+        def loose(body: Loose) -> None:
+            return None
+
+
+def test_chalice_errors_raised_in_a_view_keep_their_status_and_5xx_are_internal():
+    from chalice import ChaliceViewError, ConflictError, UnprocessableEntityError
+
+    area = Area("chalice-errors")
+
+    @area.route("/conflict", "GET", summary="c", policy=PUBLIC)
+    def conflict() -> None:
+        raise ConflictError("db row 42 locked")
+
+    @area.route("/unprocessable", "GET", summary="u", policy=PUBLIC)
+    def unprocessable() -> None:
+        raise UnprocessableEntityError("nope")
+
+    @area.route("/server", "GET", summary="s", policy=PUBLIC)
+    def server() -> None:
+        raise ChaliceViewError("db password=hunter2")
+
+    app = Chalice(app_name="chalice-errors")
+    app.register_blueprint(area.blueprint)
+    with Client(app) as client:
+        answers = {path: client.http.get(path) for path in ("/conflict", "/unprocessable", "/server")}
+    assert {p: (r.status_code, json.loads(r.body)["code"]) for p, r in answers.items()} == {
+        "/conflict": (409, "conflict"), "/unprocessable": (422, "invalid"), "/server": (500, "internal_error")}
+    assert all(b"hunter2" not in r.body and b"row 42" not in r.body for r in answers.values())
 
 
 def test_every_response_carries_the_request_id(client):

@@ -87,9 +87,17 @@ def test_given_a_rate_job_then_it_fires_every_interval_from_start():
 
 
 def test_given_the_clock_jumps_hours_ahead_then_missed_firings_are_not_replayed():
+    # Given a stack started at 08:59 whose clock then jumps to 11:59:30
     clock = MovableClock(MONDAY_0859)
     scheduler, calls = make_scheduler(clock)
-    assert scheduler.tick(MONDAY_0859 + timedelta(hours=3)).count("tick_every_five_minutes") == 1
+    later = MONDAY_0859 + timedelta(hours=3, seconds=30)
+    # When it ticks, each overdue job fires once, for the firing that was due first
+    assert scheduler.tick(later) == ["enqueue_weekday_job", "tick_every_five_minutes"]
+    assert [event["time"] for _, event in calls] == ["2026-11-30T09:00:00Z", "2026-11-30T09:04:00Z"]
+    # Then the next firings lie after the jump, so a second tick at that moment fires nothing
+    assert scheduler.tick(later) == []
+    rate_job = next(j for j in scheduler.jobs if j.name == "tick_every_five_minutes")
+    assert rate_job.next_due == MONDAY_0859 + timedelta(hours=3, minutes=5)
 
 
 def test_given_a_failing_job_then_the_scheduler_goes_on():

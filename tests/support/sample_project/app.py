@@ -44,7 +44,7 @@ def _handle(record: SQSRecord) -> None:
     _sqs().send_message(QueueUrl=_url(RESULTS.name), MessageBody=json.dumps(result))
 
 
-@app.on_sqs_message(queue=JOBS.name, batch_size=10)
+@app.on_sqs_message(queue=JOBS.name, batch_size=JOBS.batch_size)
 def run_sample_jobs(event):
     return process_partial_response(
         event=event.to_dict(), record_handler=_handle, processor=BatchProcessor(EventType.SQS), context=event.context

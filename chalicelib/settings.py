@@ -13,7 +13,7 @@ import threading
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chalicelib import __version__
@@ -34,6 +34,19 @@ class Settings(BaseSettings):
     table_prefix: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     app_version: str = __version__
     campus_timezone: str = "Asia/Shanghai"
+
+    # Sessions: HS256 signing key (>= 32 characters) and lifetime.
+    session_signing_key: SecretStr | None = None
+    session_ttl_minutes: int = Field(120, ge=5, le=24 * 60)
+    # Personal data at rest: base64 of 32 random bytes; encrypts ID numbers and keys their
+    # lookup index. Losing it makes stored ID numbers unreadable: keep it in a secret store.
+    id_card_key: SecretStr | None = None
+
+    # WeCom (企业微信) application.
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    wecom_corp_id: str | None = None
+    wecom_agent_id: str | None = None
+    wecom_secret: SecretStr | None = None
 
     @field_validator("campus_timezone")
     @classmethod
@@ -56,6 +69,20 @@ class Settings(BaseSettings):
     def table_name(self, logical_name: str) -> str:
         """The physical DynamoDB table name of a logical table, e.g. ``people``."""
         return f"{self.table_prefix}{logical_name}"
+
+    def secret(self, name: str) -> str:
+        """The value of a secret setting that a feature cannot work without.
+
+        Secrets are optional at load so that, say, ``/healthz`` answers in a stage whose WeCom
+        secret is not configured yet; the feature that needs one asks for it here.
+
+        Raises:
+            SettingsError: the secret is not configured (names the variable, never a value).
+        """
+        value = getattr(self, name, None)
+        if value is None:
+            raise SettingsError(f"invalid configuration: {name.upper()} is not set")
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 _ENV_KEYS = tuple(name.upper() for name in Settings.model_fields)

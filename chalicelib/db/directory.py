@@ -5,25 +5,28 @@ Access patterns and the keys that serve them (no Scan anywhere):
 * a person by ``userid``                       -> ``people`` table, hash key
 * members of a department, in userid order     -> ``people`` GSI ``by_department``
 * students of a class, in userid order         -> ``people`` GSI ``by_class`` (sparse: students only)
+* a person by ID-card number (door events)     -> ``people`` GSI ``by_id_lookup`` (keyed hash, sparse)
 * a department / a class (with its counselors) -> ``departments`` / ``classes`` tables, hash key
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 
 from pynamodb.attributes import (
-    ListAttribute,
     NumberAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.db.base import TableMeta, TableName
+from chalicelib.domain.directory import PersonRecord
+from chalicelib.errors import Conflict, NotFound
 
 
 def _now() -> datetime:
@@ -46,7 +49,7 @@ class ClassModel(Model):
     class_id = UnicodeAttribute(hash_key=True)
     name = UnicodeAttribute()
     department = UnicodeAttribute()
-    counselors = ListAttribute(of=UnicodeAttribute, default=list)
+    counselors = UnicodeSetAttribute(default=set)
 
 
 class ByDepartment(GlobalSecondaryIndex["PersonModel"]):
@@ -67,6 +70,14 @@ class ByClass(GlobalSecondaryIndex["PersonModel"]):
     userid = UnicodeAttribute(range_key=True)
 
 
+class ByIdLookup(GlobalSecondaryIndex["PersonModel"]):
+    class Meta:
+        index_name = "by_id_lookup"
+        projection = KeysOnlyProjection()
+
+    id_lookup = UnicodeAttribute(hash_key=True)
+
+
 class PersonModel(Model):
     class Meta(TableMeta):
         table_name = TableName("people")
@@ -81,16 +92,96 @@ class PersonModel(Model):
     dept_head_of = UnicodeAttribute(null=True)
     status = UnicodeAttribute(default="active")  # active | left
     card_no = UnicodeAttribute(null=True)
+    id_number_sealed = UnicodeAttribute(null=True)  # AES-GCM, see chalicelib.domain.protection
+    id_number_masked = UnicodeAttribute(null=True)
+    id_lookup = UnicodeAttribute(null=True)  # keyed hash of the ID number
     token_version = NumberAttribute(default=0)
     updated_at = UTCDateTimeAttribute(default=_now)
 
     by_department = ByDepartment()
     by_class = ByClass()
+    by_id_lookup = ByIdLookup()
+
+
+def to_record(model: PersonModel) -> PersonRecord:
+    return PersonRecord(
+        userid=model.userid,
+        name=model.name,
+        person_type=model.person_type,
+        department=model.department,
+        class_id=model.class_id,
+        roles=frozenset(model.roles or ()),
+        counselor_of=frozenset(model.counselor_of or ()),
+        dept_head_of=model.dept_head_of,
+        status=model.status,
+        card_no=model.card_no,
+        id_number_sealed=model.id_number_sealed,
+        id_number_masked=model.id_number_masked,
+        id_lookup=model.id_lookup,
+        token_version=int(model.token_version or 0),
+    )
+
+
+def to_model(record: PersonRecord) -> PersonModel:
+    return PersonModel(
+        userid=record.userid,
+        name=record.name,
+        person_type=record.person_type,
+        department=record.department,
+        class_id=record.class_id,
+        roles=set(record.roles),
+        counselor_of=set(record.counselor_of),
+        dept_head_of=record.dept_head_of,
+        status=record.status,
+        card_no=record.card_no,
+        id_number_sealed=record.id_number_sealed,
+        id_number_masked=record.id_number_masked,
+        id_lookup=record.id_lookup,
+        token_version=record.token_version,
+        updated_at=_now(),
+    )
 
 
 class DirectoryRepository:
-    """Reads and bulk writes of the directory."""
+    """Reads and writes of the directory, in domain records."""
 
+    # -- people ---------------------------------------------------------------------------------
+    def get_person(self, userid: str, *, consistent: bool = False) -> PersonRecord | None:
+        try:
+            return to_record(PersonModel.get(userid, consistent_read=consistent))
+        except DoesNotExist:
+            return None
+
+    def get_people(self, userids: Sequence[str]) -> dict[str, PersonRecord]:
+        """People by userid (BatchGetItem, 100 keys a call); missing ones are absent."""
+        if not userids:
+            return {}
+        return {m.userid: to_record(m) for m in PersonModel.batch_get(list(dict.fromkeys(userids)))}
+
+    def save_people(self, people: Sequence[PersonRecord]) -> None:
+        """Upsert whole records in batches of 25, retrying unprocessed items."""
+        _batch_put(PersonModel, (to_model(p) for p in people))
+
+    def replace_person(self, person: PersonRecord, *, expected_token_version: int) -> None:
+        """Write ``person`` if nobody changed them since ``expected_token_version`` was read.
+
+        Raises:
+            Conflict: the stored token version differs (a concurrent change won).
+        """
+        try:
+            to_model(person).save(condition=PersonModel.token_version == expected_token_version)
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise Conflict("This person was changed meanwhile; reload and try again.") from None
+            raise
+
+    def members_of_department(self, dept_id: str) -> Iterator[PersonRecord]:
+        return (to_record(m) for m in PersonModel.by_department.query(dept_id))
+
+    def students_of_class(self, class_id: str) -> Iterator[PersonRecord]:
+        return (to_record(m) for m in PersonModel.by_class.query(class_id))
+
+    # -- departments and classes ----------------------------------------------------------------
     def put_departments(self, departments: Iterable[DepartmentModel]) -> int:
         return _batch_put(DepartmentModel, departments)
 
@@ -98,20 +189,39 @@ class DirectoryRepository:
         return _batch_put(ClassModel, classes)
 
     def put_people(self, people: Iterable[PersonModel]) -> int:
-        """Upsert people in batches of 25 (DynamoDB's limit), retrying unprocessed items."""
+        """Bulk upsert of ready models (demo campus loading)."""
         return _batch_put(PersonModel, people)
 
-    def get_person(self, userid: str) -> PersonModel | None:
+    def known_departments(self, dept_ids: Iterable[str]) -> set[str]:
+        keys = sorted(set(dept_ids))
+        return {d.dept_id for d in DepartmentModel.batch_get(keys)} if keys else set()
+
+    def class_departments(self, class_ids: Iterable[str]) -> dict[str, str]:
+        """``{class_id: department}`` for the classes that exist."""
+        keys = sorted(set(class_ids))
+        return {c.class_id: c.department for c in ClassModel.batch_get(keys)} if keys else {}
+
+    def get_class(self, class_id: str) -> ClassModel:
         try:
-            return PersonModel.get(userid)
-        except PersonModel.DoesNotExist:
-            return None
+            return ClassModel.get(class_id)
+        except DoesNotExist:
+            raise NotFound(f"No class {class_id!r}.") from None
 
-    def members_of_department(self, dept_id: str) -> Iterator[PersonModel]:
-        return PersonModel.by_department.query(dept_id)
-
-    def students_of_class(self, class_id: str) -> Iterator[PersonModel]:
-        return PersonModel.by_class.query(class_id)
+    def move_counselors(self, changes: Mapping[str, tuple[set[str], set[str]]]) -> None:
+        """Add and remove counselors on classes: ``{class_id: (added userids, removed userids)}``."""
+        for class_id, (added, removed) in changes.items():
+            actions = []
+            if added:
+                actions.append(ClassModel.counselors.add(added))
+            if removed:
+                actions.append(ClassModel.counselors.delete(removed))
+            if actions:
+                try:
+                    ClassModel(class_id).update(actions=actions, condition=ClassModel.class_id.exists())
+                except UpdateError as exc:
+                    if exc.cause_response_code == "ConditionalCheckFailedException":
+                        raise NotFound(f"No class {class_id!r}.") from None
+                    raise
 
 
 def _batch_put(model: type[Model], items: Iterable[Model]) -> int:

@@ -76,7 +76,7 @@ def load_demo_campus(repo: DirectoryRepository, size: int = 1000, cancel: thread
         LoadCancelled: ``cancel`` was set; what was written so far stays (every write is an upsert).
     """
     generated_people, generated_classes = generate_population(size)
-    classes = [ClassModel(class_id=c, name=n, department=d, counselors=list(f)) for c, n, d, f in CLASSES]
+    classes = [ClassModel(class_id=c, name=n, department=d, counselors=set(f)) for c, n, d, f in CLASSES]
     classes += generated_classes
     departments = repo.put_departments(DepartmentModel(dept_id=d, name=n, kind=k) for d, n, k in DEPARTMENTS)
     class_count = repo.put_classes(classes)
@@ -132,7 +132,7 @@ def generate_population(size: int, seed: int = 2020) -> tuple[list[PersonModel],
                 class_id=class_id,
                 name=f"{college.upper()}{year}级{index // (len(colleges) * 4) + 1}班",
                 department=college,
-                counselors=[counselors[index]] if index < staff else [],
+                counselors={counselors[index]} if index < staff else set(),
             )
         )
 

@@ -9,7 +9,7 @@ def test_the_demo_campus_loads_the_cast_and_the_population():
     counts = load_demo_campus(DirectoryRepository(), size=200)
     assert (counts.departments, counts.people) == (9, 34 + 200)
     assert DepartmentModel.count() == 9
-    assert ClassModel.get("cs2001").counselors == ["fdy01"]
+    assert ClassModel.get("cs2001").counselors == {"fdy01"}
     fdy01 = PersonModel.get("fdy01")
     assert (fdy01.roles, fdy01.counselor_of) == ({"counselor"}, {"cs2001", "cs2002"})
     assert PersonModel.get("dean01").dept_head_of == "cs"

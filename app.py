@@ -2,8 +2,9 @@
 
 from chalice import Chalice
 
-from chalicelib.api import middleware, system
+from chalicelib.api import admin, auth, middleware, people, system
 
 app = Chalice(app_name="campus-platform")
 app.register_middleware(middleware.log_context, "all")
-app.register_blueprint(system.area.blueprint)
+for area in (system.area, auth.area, people.area, admin.area):
+    app.register_blueprint(area.blueprint)

@@ -60,6 +60,10 @@ class RateLimited(DomainError):
     default_message = "Too many requests; try again later."
 
 
+class UpstreamUnavailable(DomainError):
+    default_message = "A campus system this needs is not answering; try again shortly."
+
+
 class UnsupportedMediaType(DomainError):
     default_message = "Send the body as application/json."
 
@@ -81,6 +85,7 @@ ERROR_TABLE: dict[type[DomainError], tuple[int, str]] = {
     UnsupportedMediaType: (415, "unsupported_media_type"),
     Invalid: (422, "invalid"),
     RateLimited: (429, "rate_limited"),
+    UpstreamUnavailable: (503, "upstream_unavailable"),
 }
 
 INTERNAL_ERROR = (500, "internal_error", "An unexpected error occurred; quote the request id when reporting it.")
@@ -90,7 +95,7 @@ INTERNAL_ERROR = (500, "internal_error", "An unexpected error occurred; quote th
 # responses must render the same bodies, so clients see one error shape everywhere. A status not
 # listed here (and every 5xx) is rendered as an internal error.
 GATEWAY_ERRORS: dict[int, type[DomainError]] = {
-    status: cls for cls, (status, _) in ERROR_TABLE.items() if cls is not MalformedJSON
+    status: cls for cls, (status, _) in ERROR_TABLE.items() if cls is not MalformedJSON and status < 500
 }
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from pynamodb.models import Model
 
+from chalicelib.db.audit import AuditModel
 from chalicelib.db.directory import ClassModel, DepartmentModel, PersonModel
 
-TABLE_MODELS: tuple[type[Model], ...] = (DepartmentModel, ClassModel, PersonModel)
+TABLE_MODELS: tuple[type[Model], ...] = (DepartmentModel, ClassModel, PersonModel, AuditModel)
 
 
 @dataclass(frozen=True)

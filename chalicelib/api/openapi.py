@@ -65,6 +65,14 @@ def build_document(app: Chalice) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schema_doc.get("$defs", {}),
+            "securitySchemes": {
+                "session": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "The token from POST /auth/wecom (2 hours).",
+                }
+            },
             "headers": {
                 "RequestId": {
                     "description": "The invocation's request id; quote it when reporting a problem.",
@@ -107,10 +115,13 @@ def _operation(spec: RouteSpec, refs: dict[tuple[type[BaseModel], str], Any]) ->
     if parameters:
         operation["parameters"] = parameters
     if spec.body is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": refs[(spec.body, "validation")]}},
-        }
+        content: dict[str, Any] = {"application/json": {"schema": refs[(spec.body, "validation")]}}
+        for media_type in spec.content_types:
+            if media_type != "application/json":
+                content[media_type] = {"schema": {"type": "string"}}
+        operation["requestBody"] = {"required": True, "content": content}
+    if spec.policy.name.startswith("authenticated"):
+        operation["security"] = [{"session": []}]
 
     responses: dict[str, Any] = {}
     if spec.response is not None:

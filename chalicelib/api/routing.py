@@ -18,16 +18,18 @@ middleware.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chalice import Blueprint, ChaliceViewError, Response
 from chalice.app import Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from chalicelib.domain.access import Actor
 from chalicelib.errors import (
     GATEWAY_ERRORS,
     DomainError,
@@ -51,9 +53,10 @@ class Policy(Protocol):
     """Who may call a route. Checked before the view body runs."""
 
     name: str
+    errors: tuple[type[DomainError], ...]  # what ``check`` may raise (documented per operation)
 
-    def check(self, request: Request) -> None:
-        """Return when the caller may proceed; raise a :class:`DomainError` otherwise."""
+    def check(self, request: Request) -> Actor | None:
+        """Return the caller (``None`` for anonymous); raise a :class:`DomainError` to refuse."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Public:
     """Anyone may call the route: health checks, the API description, login."""
 
     name: str = "public"
+    errors: tuple[type[DomainError], ...] = ()
 
     def check(self, request: Request) -> None:
         return None
@@ -85,7 +89,7 @@ class RouteSpec:
     errors: tuple[type[DomainError], ...] = ()
     description: str = ""
     operation_id: str = ""
-    extra_responses: Mapping[int, str] = field(default_factory=dict)
+    content_types: tuple[str, ...] = ("application/json",)
 
 
 class Area:
@@ -107,8 +111,14 @@ class Area:
         response: type[BaseModel] | None = None,
         status: int = 200,
         errors: tuple[type[DomainError], ...] = (),
+        content_types: tuple[str, ...] = ("application/json",),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Declare a route. The view receives path parameters, plus ``body``/``query`` when declared.
+        """Declare a route.
+
+        The view receives path parameters, plus ``body``/``query`` when declared, ``actor`` (the
+        caller the policy admitted) and ``request`` if its signature names them. A JSON body is
+        parsed into ``body``; with another declared content type (CSV uploads) ``body`` is
+        ``None`` and the view reads ``request.raw_body`` itself.
 
         The view returns a pydantic model (serialised in JSON mode), a plain JSON-able value,
         ``None`` (for 204), or a Chalice ``Response`` for anything else.
@@ -132,16 +142,22 @@ class Area:
                 errors=tuple(errors),
                 description=(view.__doc__ or "").strip(),
                 operation_id=view.__name__,
+                content_types=tuple(content_types),
             )
+            wants = set(inspect.signature(view).parameters)
 
             @functools.wraps(view)
             def endpoint(**path_params: str) -> Response:
                 request = self.blueprint.current_request
                 try:
-                    spec.policy.check(request)
+                    actor = spec.policy.check(request)
                     kwargs: dict[str, Any] = dict(path_params)
+                    if "actor" in wants:
+                        kwargs["actor"] = actor
+                    if "request" in wants:
+                        kwargs["request"] = request
                     if spec.body is not None:
-                        kwargs["body"] = parse_body(request, spec.body)
+                        kwargs["body"] = parse_body(request, spec.body) if _is_json(request) else None
                     if spec.query is not None:
                         kwargs["query"] = parse_query(request, spec.query)
                     return to_response(view(**kwargs), spec.status)
@@ -149,7 +165,7 @@ class Area:
                     return render_exception(exc, view.__name__, request)
 
             endpoint.route_spec = spec  # type: ignore[attr-defined]
-            self.blueprint.route(path, methods=[spec.method])(endpoint)
+            self.blueprint.route(path, methods=[spec.method], content_types=list(content_types))(endpoint)
             return endpoint
 
         return decorator
@@ -199,6 +215,11 @@ def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
         if any(err["type"] == "json_invalid" for err in exc.errors()):
             raise MalformedJSON() from None
         raise invalid_from(exc) from None
+
+
+def _is_json(request: Request) -> bool:
+    content_type = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+    return content_type == "application/json"
 
 
 def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:

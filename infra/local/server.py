@@ -14,7 +14,13 @@ from typing import Any
 
 from chalice import Chalice
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException, create_local_server
+from chalice.local import (
+    ChaliceRequestHandler,
+    ForbiddenError,
+    LocalDevServer,
+    LocalGatewayException,
+    create_local_server,
+)
 
 from chalicelib.errors import NotFound, render_error
 
@@ -23,7 +29,9 @@ class RequestHandler(ChaliceRequestHandler):
     """Renders gateway-level refusals (unknown route) as ``{"code", "message"}``."""
 
     def _send_error_response(self, error: LocalGatewayException) -> None:
-        if error.CODE == 403 and b"Missing Authentication Token" in (error.body or b""):
+        # The app declares no Chalice authorizers, so a gateway 403 always means "no such route"
+        # (Chalice local words it differently when an Authorization header is present).
+        if isinstance(error, ForbiddenError):
             status, body = render_error(NotFound(f"No route matches {self.command} {self.path.split('?')[0]}."))
             headers = dict(error.headers or {})
             headers.pop("x-amzn-ErrorType", None)

@@ -1,0 +1,105 @@
+"""Directory administration (IT centre): one person's admin view and changes, bulk import."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from chalice.app import Request
+from pydantic import BaseModel, Field
+
+from chalicelib.api import deps
+from chalicelib.api.routing import Area, RequestModel
+from chalicelib.api.schemas import Profile
+from chalicelib.api.security import authenticated
+from chalicelib.domain.access import Action, Actor, Role
+from chalicelib.domain.directory import MAX_IMPORT_ROWS, import_people, rows_from_csv
+from chalicelib.domain.people import change_person, read_person
+from chalicelib.errors import BadRequest, Conflict, Forbidden, Invalid, NotFound
+
+area = Area("admin")
+IT_ADMIN = authenticated(Role.IT_ADMIN)
+
+
+class AdminPerson(Profile):
+    token_version: int
+
+
+class PersonChange(RequestModel):
+    """Only these fields can be changed here; identity fields come from the import or WeCom."""
+
+    roles: list[str] | None = None
+    status: Literal["active", "left"] | None = None
+    class_id: str | None = Field(None, max_length=32)
+    counselor_of: list[str] | None = None
+    dept_head_of: str | None = Field(None, max_length=32)
+
+
+class ImportRows(RequestModel):
+    rows: list[dict[str, Any]] = Field(description="People, one object per row (see PersonRow)")
+    first_line: int = Field(1, ge=1, description="Line number of the first row, for error reports")
+
+
+class ImportQuery(RequestModel):
+    first_line: int = Field(1, ge=1, description="CSV: file line of the header row")
+
+
+class RowProblem(BaseModel):
+    line: int
+    userid: str | None
+    reason: str
+
+
+class ImportReport(BaseModel):
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    errors: list[RowProblem]
+
+
+@area.route("/admin/people/{userid}", "GET", summary="A person, as administrators see them", policy=IT_ADMIN,
+            response=AdminPerson, errors=(NotFound,))
+def get_person_as_admin(userid: str, actor: Actor) -> AdminPerson:
+    person = read_person(actor, userid, deps.directory(), Action.ADMIN_PROFILE)
+    return AdminPerson(**Profile.of(person).model_dump(), token_version=person.token_version)
+
+
+@area.route("/admin/people/{userid}", "PATCH", summary="Change a person's roles, status or class",
+            policy=IT_ADMIN, body=PersonChange, response=AdminPerson, errors=(NotFound, Conflict, Forbidden))
+def change_person_as_admin(userid: str, body: PersonChange, actor: Actor) -> AdminPerson:
+    """Ends the person's open sessions and writes an audit record of who changed what."""
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise Invalid("Name at least one field to change.", {"body": "no field given"})
+    person = change_person(actor, userid, changes, deps.directory(), deps.audit())
+    return AdminPerson(**Profile.of(person).model_dump(), token_version=person.token_version)
+
+
+@area.route("/admin/directory/import", "POST", summary="Upsert up to 1000 people (JSON rows or CSV)",
+            policy=IT_ADMIN, body=ImportRows, query=ImportQuery, response=ImportReport,
+            content_types=("application/json", "text/csv"))
+def import_directory(body: ImportRows | None, query: ImportQuery, request: Request, actor: Actor) -> ImportReport:
+    """Good rows land whole; bad rows are reported by line and change nothing. CSV columns:
+    userid,name,type,department,class_id,roles,counselor_of,dept_head_of,status,card_no,id_number
+    (lists separated by ';')."""
+    if body is None:
+        try:
+            rows = rows_from_csv((request.raw_body or b"").decode("utf-8-sig"), query.first_line)
+        except (UnicodeDecodeError, ValueError):
+            raise BadRequest("The CSV is not valid UTF-8 text.") from None
+        first_line = query.first_line + 1
+    else:
+        rows, first_line = body.rows, body.first_line
+    if not rows:
+        raise Invalid("No rows to import.", {"rows": "empty"})
+    if len(rows) > MAX_IMPORT_ROWS:
+        raise Invalid(f"At most {MAX_IMPORT_ROWS} rows per request.", {"rows": f"{len(rows)} rows"})
+    result = import_people(rows, deps.directory(), deps.protector(), first_line=first_line)
+    deps.audit().record(
+        subject="directory#import", actor=actor.userid, action="directory.import",
+        detail={"created": result.created, "updated": result.updated, "rejected": len(result.errors)},
+    )
+    return ImportReport(
+        created=result.created, updated=result.updated, unchanged=result.unchanged, rejected=len(result.errors),
+        errors=[RowProblem(line=e.line, userid=e.userid, reason=e.reason) for e in result.errors],
+    )

@@ -1,0 +1,47 @@
+"""The collaborators views hand to the domain, each built once, on first use.
+
+Nothing here is built at import: settings (and secrets) are only in the environment during an
+invocation under ``chalice.test.Client``, and a Lambda that never logs anyone in never needs the
+signing key. Objects that depend on settings are rebuilt if those settings change (tests switch
+stages; a deployed function never does).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import timedelta
+
+from chalicelib.db.audit import AuditRepository
+from chalicelib.db.directory import DirectoryRepository
+from chalicelib.domain.protection import FieldProtector
+from chalicelib.domain.sessions import SessionTokens
+from chalicelib.settings import get_settings
+
+
+@functools.cache
+def directory() -> DirectoryRepository:
+    return DirectoryRepository()
+
+
+@functools.cache
+def audit() -> AuditRepository:
+    return AuditRepository()
+
+
+def session_tokens() -> SessionTokens:
+    settings = get_settings()
+    return _session_tokens(settings.secret("session_signing_key"), settings.stage, settings.session_ttl_minutes)
+
+
+@functools.lru_cache(maxsize=4)
+def _session_tokens(secret: str, stage: str, ttl_minutes: int) -> SessionTokens:
+    return SessionTokens(secret, stage, ttl=timedelta(minutes=ttl_minutes))
+
+
+def protector() -> FieldProtector:
+    return _protector(get_settings().secret("id_card_key"))
+
+
+@functools.lru_cache(maxsize=4)
+def _protector(key: str) -> FieldProtector:
+    return FieldProtector(key)

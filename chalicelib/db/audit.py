@@ -1,0 +1,78 @@
+"""The audit trail: who changed or read what about whom, kept without the values themselves.
+
+* events about a subject, newest first -> hash ``subject`` (``person#<userid>``), range ``event_id``
+* events by an actor, newest first      -> GSI ``by_actor``
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from pynamodb.attributes import UnicodeAttribute
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.db.base import TableMeta, TableName
+
+
+class ByActor(GlobalSecondaryIndex["AuditModel"]):
+    class Meta:
+        index_name = "by_actor"
+        projection = AllProjection()
+
+    actor = UnicodeAttribute(hash_key=True)
+    event_id = UnicodeAttribute(range_key=True)
+
+
+class AuditModel(Model):
+    class Meta(TableMeta):
+        table_name = TableName("audit")
+
+    subject = UnicodeAttribute(hash_key=True)
+    event_id = UnicodeAttribute(range_key=True)  # <UTC ISO time>#<random>: sorts by time
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    detail = UnicodeAttribute(default="{}")  # JSON: field names and non-sensitive values only
+
+    by_actor = ByActor()
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    subject: str
+    at: str
+    actor: str
+    action: str
+    detail: dict[str, Any]
+
+
+class AuditRepository:
+    def record(self, *, subject: str, actor: str, action: str, detail: dict[str, Any] | None = None) -> None:
+        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        AuditModel(
+            subject=subject,
+            event_id=f"{at}#{uuid.uuid4().hex[:12]}",
+            actor=actor,
+            action=action,
+            detail=json.dumps(detail or {}, ensure_ascii=False, sort_keys=True),
+        ).save()
+
+    def for_subject(self, subject: str, limit: int = 50) -> list[AuditEvent]:
+        return [_event(m) for m in AuditModel.query(subject, scan_index_forward=False, limit=limit)]
+
+    def by_actor(self, actor: str, limit: int = 50) -> list[AuditEvent]:
+        return [_event(m) for m in AuditModel.by_actor.query(actor, scan_index_forward=False, limit=limit)]
+
+
+def _event(model: AuditModel) -> AuditEvent:
+    return AuditEvent(
+        subject=model.subject,
+        at=model.event_id.split("#", 1)[0],
+        actor=model.actor,
+        action=model.action,
+        detail=json.loads(model.detail),
+    )

@@ -125,18 +125,18 @@ class WeComClient:
 
         Raises:
             WeComUnavailable: WeCom unreachable, failing or busy.
-            WeComError: any other refusal, e.g. the access token was rejected twice in a row.
+            WeComError: any other refusal, e.g. a fresh access token was rejected as well (the
+                rejected token is forgotten either way, so the next call fetches another).
         """
         if not code:
             return None
-        for attempt in (1, 2):
+        for _ in range(2):
             token = self.access_token()
             body = self._get("/cgi-bin/auth/getuserinfo", {"access_token": token, "code": code})
-            # WeCom may revoke a token before its expiry: refetch and try once more.
-            if body["errcode"] in _TOKEN_REJECTED and attempt == 1:
-                self._forget_token(token)
-                continue
-            break
+            if body["errcode"] not in _TOKEN_REJECTED:
+                break
+            # WeCom may revoke a token before its expiry: forget it, try once more with a new one.
+            self._forget_token(token)
         if body["errcode"] == INVALID_CODE:
             return None
         if body["errcode"] != 0:

@@ -60,7 +60,10 @@ class FakeWeCom:
         if self._server is not None:
             raise RuntimeError("FakeWeCom is already started")
         self._server = _Server(self._address, _Handler, self)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-wecom", daemon=True)
+        # A short poll interval keeps stop() quick: shutdown() waits for the next poll.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-wecom", daemon=True
+        )
         self._thread.start()
         return self.url
 

@@ -10,12 +10,15 @@ STAMP  := $(VENV)/.installed
 PORT        ?= 8000
 DEMO_PEOPLE ?= 1000
 
-.PHONY: run test test-unit test-integration test-e2e fire clean help
+.PHONY: run test test-unit test-integration test-e2e fire import demo-csv bench-import clean help
 
 help:
 	@echo "make run                 start the local stack on 127.0.0.1:$(PORT) (PORT, DEMO_PEOPLE override)"
 	@echo "make test                install into .venv and run the whole test suite"
 	@echo "make fire JOB=<name>     run one scheduled job now against the running stack"
+	@echo "make import FILE=x.csv   import people into the running stack (any size, batches of 1000)"
+	@echo "make demo-csv N=16022 FILE=people.csv   write a generated import file"
+	@echo "make bench-import        time a 16,022-row import through a fresh local stack"
 	@echo "make test-unit | test-integration | test-e2e   one layer of the suite"
 	@echo "make clean               remove .venv and local state"
 
@@ -30,6 +33,16 @@ run: $(STAMP)
 fire: $(STAMP)
 	@test -n "$(JOB)" || { echo "usage: make fire JOB=<scheduled function name>"; exit 2; }
 	$(PY) -m infra.local fire $(JOB)
+
+import: $(STAMP)
+	@test -n "$(FILE)" || { echo "usage: make import FILE=people.csv"; exit 2; }
+	$(PY) -m infra.tools.import_directory $(FILE)
+
+demo-csv: $(STAMP)
+	$(PY) -m infra.local.demo $(or $(N),16022) $(or $(FILE),people.csv)
+
+bench-import: $(STAMP)
+	$(PY) -m bench.import_directory
 
 test: $(STAMP)
 	$(PY) -m pytest

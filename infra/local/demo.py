@@ -6,9 +6,12 @@ Generation is deterministic: the same ``size`` always gives the same people.
 
 from __future__ import annotations
 
+import csv
 import random
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import TextIO
 from dataclasses import dataclass
 
 from chalicelib.db.directory import ClassModel, DepartmentModel, DirectoryRepository, PersonModel
@@ -107,21 +110,34 @@ def _cast_people() -> Iterator[PersonModel]:
         )
 
 
-def generate_population(size: int, seed: int = 2020) -> tuple[list[PersonModel], list[ClassModel]]:
-    """``size`` people split like the reference campus, students in classes of 40 with a counselor each."""
-    if size < 0:
-        raise ValueError("size must be >= 0")
-    rng = random.Random(seed)
+def _split(size: int) -> tuple[int, int, int]:
+    """(staff, students, third party) for ``size`` people in the reference proportions."""
     total = sum(REFERENCE.values())
     staff = round(size * REFERENCE["staff"] / total)
     third_party = round(size * REFERENCE["third_party"] / total)
-    students = size - staff - third_party
+    return staff, size - staff - third_party, third_party
+
+
+REFERENCE_SIZE = 16_022
+
+
+def generate_population(size: int, seed: int = 2020) -> tuple[list[PersonModel], list[ClassModel]]:
+    """``size`` people split like the reference campus, students in classes of 40.
+
+    The classes are always those of the reference campus (or more, past its size), whatever
+    ``size`` is, so that a generated import file of any size up to 16,022 finds its classes in a
+    stack started with fewer people. A class has a counselor when its generated counselor exists.
+    """
+    if size < 0:
+        raise ValueError("size must be >= 0")
+    rng = random.Random(seed)
+    staff, students, third_party = _split(size)
     colleges = [d for d, _, kind in DEPARTMENTS if kind == "college"]
     offices = [d for d, _, kind in DEPARTMENTS if kind == "office"]
 
     people: list[PersonModel] = []
     classes: list[ClassModel] = []
-    class_count = -(-students // CLASS_SIZE) if students else 0
+    class_count = -(-max(students, _split(REFERENCE_SIZE)[1]) // CLASS_SIZE)
     counselors = [f"gt{n:05d}" for n in range(1, class_count + 1)]
     for index in range(class_count):
         college = colleges[index % len(colleges)]
@@ -139,9 +155,13 @@ def generate_population(size: int, seed: int = 2020) -> tuple[list[PersonModel],
     def name() -> str:
         return rng.choice(_SURNAMES) + "".join(rng.choice(_GIVEN) for _ in range(rng.choice((1, 2))))
 
+    counselor_classes: dict[str, list[ClassModel]] = {}
+    for school_class in classes:
+        for userid in school_class.counselors:
+            counselor_classes.setdefault(userid, []).append(school_class)
     for n in range(1, staff + 1):
         userid = f"gt{n:05d}"
-        own_classes = [c for c in classes if userid in c.counselors]
+        own_classes = counselor_classes.get(userid, [])
         department = own_classes[0].department if own_classes else rng.choice(colleges + offices)
         people.append(
             PersonModel(
@@ -177,3 +197,28 @@ def generate_population(size: int, seed: int = 2020) -> tuple[list[PersonModel],
             )
         )
     return people, classes
+
+
+CSV_COLUMNS = ["userid", "name", "type", "department", "class_id", "roles", "counselor_of", "dept_head_of",
+               "status", "card_no", "id_number"]
+
+
+def write_people_csv(people: Iterable[PersonModel], stream: TextIO) -> int:
+    """Write people in the directory import's CSV format; return the row count."""
+    writer = csv.writer(stream)
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for p in people:
+        writer.writerow([p.userid, p.name, p.person_type, p.department, p.class_id or "",
+                         ";".join(sorted(p.roles or ())), ";".join(sorted(p.counselor_of or ())),
+                         p.dept_head_of or "", p.status, p.card_no or "", ""])
+        count += 1
+    return count
+
+
+if __name__ == "__main__":
+    # python -m infra.local.demo <people> <file.csv>: a generated import file (for `make import`).
+    people_count, target = int(sys.argv[1]), sys.argv[2]
+    with open(target, "w", encoding="utf-8", newline="") as out:
+        written = write_people_csv(generate_population(people_count)[0], out)
+    print(f"wrote {written} people to {target}")

@@ -28,6 +28,7 @@ from chalicelib.resources import TABLE_MODELS, QueueSpec
 from chalicelib.settings import get_settings
 from infra.local import aws
 from infra.local.demo import LoadCancelled, load_demo_campus
+from infra.local.fake_wecom import FakeWeCom
 from infra.local.log import log
 from infra.local.poller import QueuePoller
 from infra.local.scheduler import Scheduler
@@ -79,6 +80,7 @@ class LocalStack:
         self.url = ""
         self.pollers: list[QueuePoller] = []
         self.queue_specs: tuple[QueueSpec, ...] = ()
+        self.wecom: FakeWeCom | None = None
         self.scheduler: Scheduler | None = None
 
     def start(self) -> None:
@@ -89,6 +91,11 @@ class LocalStack:
         self.app = app
         settings = get_settings()
         self.queue_specs = load_queue_specs(self.options.queues_ref)
+        # The fake WeCom peer stands in for qyapi.weixin.qq.com; set after the stage's variables.
+        if settings.wecom_corp_id and settings.wecom_secret:
+            self.wecom = FakeWeCom(settings.wecom_corp_id, settings.secret("wecom_secret"), host=self.options.host)
+            env["WECOM_API_BASE"] = self.wecom.start()
+            aws.apply_env({"WECOM_API_BASE": env["WECOM_API_BASE"]})
 
         aws.create_tables(TABLE_MODELS)
         sqs = boto3.client("sqs")
@@ -143,6 +150,8 @@ class LocalStack:
             self._server.server.server_close()
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self.wecom is not None:
+            self.wecom.stop()
         self._aws.stop()
         if self.options.state_file is not None:
             self.options.state_file.unlink(missing_ok=True)
@@ -169,6 +178,8 @@ class LocalStack:
             f"  try        curl {self.url}/healthz   |   {self.url}/openapi.json",
             f"  token      {token_help}",
             f"  AWS        moto at {self._aws.endpoint_url} ({len(self.queue_specs)} queues + DLQs)",
+            f"  WeCom      fake at {self.wecom.url}: POST /auth/wecom accepts code-<userid>, once"
+            if self.wecom else "  WeCom      not configured for this stage",
             f"  consumers  {consumers}",
             f"  schedules  {jobs}   (run one now: make fire JOB=<name>)",
             "  stop       Ctrl-C",

@@ -49,7 +49,8 @@ def test_a_wrong_method_or_garbage_body_on_a_known_route_is_a_4xx_never_a_500(st
 def test_the_banner_tells_the_url_the_stage_and_how_to_get_a_token(stack):
     log = stack.log()
     assert f"API        {stack.url}   (stage local)" in log
-    assert "token      no login route yet: every route served today is public" in log
+    assert f"token      curl -s -X POST {stack.url}/auth/dev-login" in log
+    assert "WeCom      fake at http://127.0.0.1:" in log
     assert "demo campus: 9 departments" in log
 
 

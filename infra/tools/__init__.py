@@ -1,0 +1,1 @@
+"""Command-line tools for operators (run from the project root with the dev requirements)."""

@@ -68,15 +68,18 @@ class SessionTokens:
                 algorithms=[ALGORITHM],
                 audience=self._audience,
                 issuer=ISSUER,
-                # Expiry is checked below against the injected clock, so tests can move time.
-                options={"require": ["exp", "iat", "sub", "aud", "iss"], "verify_exp": False},
+                # Times are checked below against the injected clock, so tests can move time.
+                options={"require": ["exp", "iat", "sub", "aud", "iss"], "verify_exp": False, "verify_iat": False},
             )
         except jwt.PyJWTError:
             raise Unauthorized("The session token is invalid or expired.") from None
-        expires = claims.get("exp")
+        expires, issued = claims.get("exp"), claims.get("iat")
+        now = self._clock().timestamp()
         if (
             not isinstance(expires, int)
-            or self._clock().timestamp() >= expires
+            or not isinstance(issued, int)
+            or now >= expires
+            or issued > now + 60  # issued in the future: a clock problem or a forgery
             or not isinstance(claims.get("ver"), int)
             or not isinstance(claims.get("roles"), list)
         ):

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from chalice.app import Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from chalicelib.api import deps
 from chalicelib.api.routing import Area, RequestModel
 from chalicelib.api.schemas import Profile
 from chalicelib.api.security import authenticated
 from chalicelib.domain.access import Action, Actor, Role
-from chalicelib.domain.directory import MAX_IMPORT_ROWS, import_people, rows_from_csv
+from chalicelib.domain.directory import MAX_IMPORT_ROWS, ShortId, import_people, rows_from_csv
 from chalicelib.domain.people import change_person, read_person
 from chalicelib.errors import BadRequest, Conflict, Forbidden, Invalid, NotFound
 
@@ -25,13 +25,22 @@ class AdminPerson(Profile):
 
 
 class PersonChange(RequestModel):
-    """Only these fields can be changed here; identity fields come from the import or WeCom."""
+    """Only these fields can be changed here; identity fields come from the import or WeCom.
+    ``class_id`` and ``dept_head_of`` may be set to null to remove them."""
 
-    roles: list[str] | None = None
+    roles: list[str] | None = Field(None, max_length=20)
     status: Literal["active", "left"] | None = None
-    class_id: str | None = Field(None, max_length=32)
-    counselor_of: list[str] | None = None
-    dept_head_of: str | None = Field(None, max_length=32)
+    class_id: ShortId | None = None
+    counselor_of: list[ShortId] | None = Field(None, max_length=50)
+    dept_head_of: ShortId | None = None
+
+    @field_validator("roles", "status", "counselor_of", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Absent means "unchanged"; null would mean "none", which these fields cannot be.
+        if value is None:
+            raise ValueError("may be left out but not null")
+        return value
 
 
 class ImportRows(RequestModel):
@@ -71,7 +80,7 @@ def change_person_as_admin(userid: str, body: PersonChange, actor: Actor) -> Adm
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         raise Invalid("Name at least one field to change.", {"body": "no field given"})
-    person = change_person(actor, userid, changes, deps.directory(), deps.audit())
+    person = change_person(actor, userid, changes, deps.directory())
     return AdminPerson(**Profile.of(person).model_dump(), token_version=person.token_version)
 
 
@@ -85,8 +94,10 @@ def import_directory(body: ImportRows | None, query: ImportQuery, request: Reque
     if body is None:
         try:
             rows = rows_from_csv((request.raw_body or b"").decode("utf-8-sig"), query.first_line)
-        except (UnicodeDecodeError, ValueError):
+        except UnicodeDecodeError:
             raise BadRequest("The CSV is not valid UTF-8 text.") from None
+        except ValueError as exc:
+            raise BadRequest(f"The CSV cannot be read: {exc}.") from None
         first_line = query.first_line + 1
     else:
         rows, first_line = body.rows, body.first_line
@@ -94,11 +105,7 @@ def import_directory(body: ImportRows | None, query: ImportQuery, request: Reque
         raise Invalid("No rows to import.", {"rows": "empty"})
     if len(rows) > MAX_IMPORT_ROWS:
         raise Invalid(f"At most {MAX_IMPORT_ROWS} rows per request.", {"rows": f"{len(rows)} rows"})
-    result = import_people(rows, deps.directory(), deps.protector(), first_line=first_line)
-    deps.audit().record(
-        subject="directory#import", actor=actor.userid, action="directory.import",
-        detail={"created": result.created, "updated": result.updated, "rejected": len(result.errors)},
-    )
+    result = import_people(rows, deps.directory(), deps.protector(), deps.audit(), actor, first_line=first_line)
     return ImportReport(
         created=result.created, updated=result.updated, unchanged=result.unchanged, rejected=len(result.errors),
         errors=[RowProblem(line=e.line, userid=e.userid, reason=e.reason) for e in result.errors],

@@ -9,12 +9,13 @@ from pydantic import BaseModel, Field
 from chalicelib.api import deps
 from chalicelib.api.routing import PUBLIC, Area, RequestModel
 from chalicelib.api.schemas import Profile
-from chalicelib.api.security import authenticated
+from chalicelib.api.security import LOCAL_ONLY, authenticated
 from chalicelib.domain.access import Actor, scopes
-from chalicelib.domain.directory import USERID_PATTERN, PersonRecord
-from chalicelib.errors import Forbidden, NotFound, Unauthorized, UpstreamUnavailable
+from chalicelib.domain.directory import USERID_PATTERN
+from chalicelib.domain.login import start_session
+from chalicelib.errors import Forbidden, Unauthorized, UpstreamUnavailable
 from chalicelib.integrations.wecom import WeComError, WeComUnavailable, wecom_client
-from chalicelib.settings import get_settings
+from chalicelib.observability import logger
 
 area = Area("auth")
 
@@ -45,21 +46,22 @@ def login_with_wecom(body: WeComLogin) -> Session:
     """Exchanges the code from WeCom's OAuth redirect (valid once, five minutes) for a session."""
     try:
         userid = wecom_client().userid_for_code(body.code)
-    except WeComUnavailable:
+    except WeComUnavailable as exc:
+        logger.warning("wecom login unavailable", extra={"errcode": exc.errcode})
         raise UpstreamUnavailable("WeCom is not answering; try again shortly.") from None
-    except WeComError:
+    except WeComError as exc:
+        # A wrong corp id or secret lands here: loud in the logs, vague to the user.
+        logger.error("wecom login refused", extra={"errcode": exc.errcode})
         raise UpstreamUnavailable("WeCom refused the login; the administrators have been told.") from None
     if userid is None:
         raise Unauthorized("The login code is invalid or was already used.")
     return _session_for(userid)
 
 
-@area.route("/auth/dev-login", "POST", summary="Local stage only: log in as any demo person", policy=PUBLIC,
-            body=DevLogin, response=Session, errors=(Forbidden, NotFound))
+@area.route("/auth/dev-login", "POST", summary="Local stage only: log in as any demo person",
+            policy=LOCAL_ONLY, body=DevLogin, response=Session, errors=(Forbidden,))
 def dev_login(body: DevLogin) -> Session:
-    """Answers 404 in every deployed stage, exactly like a route that does not exist."""
-    if not get_settings().is_local:
-        raise NotFound("No route matches this request.")
+    """Answers 404 in every deployed stage, before reading the body, like a route that does not exist."""
     return _session_for(body.userid)
 
 
@@ -71,8 +73,5 @@ def get_me(actor: Actor) -> Me:
 
 
 def _session_for(userid: str) -> Session:
-    person: PersonRecord | None = deps.directory().get_person(userid, consistent=True)
-    if person is None or person.status != "active":
-        raise Forbidden("You are not in the campus directory, or your account has been closed.")
-    token, expires_at = deps.session_tokens().issue(userid, sorted(person.roles), person.token_version)
+    token, expires_at, person = start_session(userid, deps.directory(), deps.session_tokens())
     return Session(token=token, expires_at=expires_at, user=Profile.of(person))

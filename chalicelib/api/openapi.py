@@ -39,9 +39,13 @@ class ErrorBody(BaseModel):
     request_id: str | None = None
 
 
-def build_document(app: Chalice) -> dict[str, Any]:
-    """Build the OpenAPI 3.1 document for every declared route of ``app``."""
-    specs = declared_specs(app)
+def build_document(app: Chalice, *, local: bool = True) -> dict[str, Any]:
+    """Build the OpenAPI 3.1 document for every declared route of ``app``.
+
+    Outside the ``local`` stage, local-only routes (the dev login) are left out: there they do
+    not exist.
+    """
+    specs = [s for s in declared_specs(app) if local or s.policy.name != "local-only"]
     models: set[tuple[type[BaseModel], str]] = {(ErrorBody, "serialization")}
     for spec in specs:
         if spec.body is not None:

@@ -14,8 +14,9 @@ from chalice.app import Request
 
 from chalicelib.api import deps
 from chalicelib.domain.access import Actor, Role
-from chalicelib.errors import DomainError, Forbidden, Unauthorized
+from chalicelib.errors import DomainError, Forbidden, NotFound, Unauthorized
 from chalicelib.observability import logger
+from chalicelib.settings import get_settings
 
 _INVALID = "The session token is invalid or expired."
 
@@ -39,6 +40,21 @@ class Authenticated:
         if self.roles and not (actor.roles & self.roles):
             raise Forbidden("Your roles do not allow this.")
         return actor
+
+
+@dataclass(frozen=True)
+class LocalOnly:
+    """Public in the ``local`` stage; in every deployed stage the route answers like an unknown one."""
+
+    name: str = "local-only"
+    errors: tuple[type[DomainError], ...] = ()
+
+    def check(self, request: Request) -> None:
+        if not get_settings().is_local:
+            raise NotFound(f"No route matches {request.method} {request.path}.")
+
+
+LOCAL_ONLY = LocalOnly()
 
 
 def authenticated(*roles: Role) -> Authenticated:

@@ -35,11 +35,13 @@ def get_openapi() -> dict[str, Any]:
 
 
 def _document() -> dict[str, Any]:
-    # Built once per app: the route table is fixed after import.
+    # Built once per app and stage kind: the route table is fixed after import.
     app = area.blueprint.current_app
-    if app not in _documents:
-        _documents[app] = openapi.build_document(app)
-    return _documents[app]
+    local = get_settings().is_local
+    documents = _documents.setdefault(app, {})
+    if local not in documents:
+        documents[local] = openapi.build_document(app, local=local)
+    return documents[local]
 
 
-_documents: weakref.WeakKeyDictionary[Chalice, dict[str, Any]] = weakref.WeakKeyDictionary()
+_documents: weakref.WeakKeyDictionary[Chalice, dict[bool, dict[str, Any]]] = weakref.WeakKeyDictionary()

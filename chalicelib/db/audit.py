@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -50,16 +51,27 @@ class AuditEvent:
     detail: dict[str, Any]
 
 
+def audit_item(*, subject: str, actor: str, action: str, detail: dict[str, Any] | None = None) -> AuditModel:
+    """A new audit record (not yet written), stamped now."""
+    at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return AuditModel(
+        subject=subject,
+        event_id=f"{at}#{uuid.uuid4().hex[:12]}",
+        actor=actor,
+        action=action,
+        detail=json.dumps(detail or {}, ensure_ascii=False, sort_keys=True),
+    )
+
+
 class AuditRepository:
     def record(self, *, subject: str, actor: str, action: str, detail: dict[str, Any] | None = None) -> None:
-        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        AuditModel(
-            subject=subject,
-            event_id=f"{at}#{uuid.uuid4().hex[:12]}",
-            actor=actor,
-            action=action,
-            detail=json.dumps(detail or {}, ensure_ascii=False, sort_keys=True),
-        ).save()
+        audit_item(subject=subject, actor=actor, action=action, detail=detail).save()
+
+    def record_many(self, actor: str, entries: Sequence[Any]) -> None:
+        """Write many entries (objects with ``subject``, ``action``, ``detail``) in batches of 25."""
+        with AuditModel.batch_write() as batch:
+            for entry in entries:
+                batch.save(audit_item(subject=entry.subject, actor=actor, action=entry.action, detail=entry.detail))
 
     def for_subject(self, subject: str, limit: int = 50) -> list[AuditEvent]:
         return [_event(m) for m in AuditModel.query(subject, scan_index_forward=False, limit=limit)]

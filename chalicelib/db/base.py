@@ -8,8 +8,10 @@ not yet in the environment).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from pynamodb.connection import Connection
 from pynamodb.models import Model
 
 from chalicelib.settings import get_settings
@@ -24,8 +26,18 @@ class TableMeta:
 
     connect_timeout_seconds = 2
     read_timeout_seconds = 5
-    max_retry_attempts = 2
-    base_backoff_ms = 25
+    # botocore's retries, with its backoff, for throttling and transient errors.
+    max_retry_attempts = 3
+
+
+@functools.cache
+def transaction_connection() -> Connection:
+    """The one connection transactions use (built on first use; models keep their own)."""
+    return Connection(
+        connect_timeout_seconds=TableMeta.connect_timeout_seconds,
+        read_timeout_seconds=TableMeta.read_timeout_seconds,
+        max_retry_attempts=TableMeta.max_retry_attempts,
+    )
 
 
 class TableName:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import random
+from datetime import date, timedelta
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,7 @@ from typing import TextIO
 from dataclasses import dataclass
 
 from chalicelib.db.directory import ClassModel, DepartmentModel, DirectoryRepository, PersonModel
+from chalicelib.domain.identity import id_check_char
 
 DEPARTMENTS = [
     ("cs", "计算机学院", "college"),
@@ -203,15 +205,22 @@ CSV_COLUMNS = ["userid", "name", "type", "department", "class_id", "roles", "cou
                "status", "card_no", "id_number"]
 
 
+def demo_id_number(n: int) -> str:
+    """A well-formed (GB 11643 checksum) but fictitious ID number, distinct for each ``n``."""
+    born = date(1970, 1, 1) + timedelta(days=n % 15_000)
+    first17 = f"370102{born:%Y%m%d}{n % 1000:03d}"
+    return first17 + id_check_char(first17)
+
+
 def write_people_csv(people: Iterable[PersonModel], stream: TextIO) -> int:
-    """Write people in the directory import's CSV format; return the row count."""
+    """Write people in the directory import's CSV format, with fictitious ID numbers; return the count."""
     writer = csv.writer(stream)
     writer.writerow(CSV_COLUMNS)
     count = 0
     for p in people:
         writer.writerow([p.userid, p.name, p.person_type, p.department, p.class_id or "",
                          ";".join(sorted(p.roles or ())), ";".join(sorted(p.counselor_of or ())),
-                         p.dept_head_of or "", p.status, p.card_no or "", ""])
+                         p.dept_head_of or "", p.status, p.card_no or "", demo_id_number(count)])
         count += 1
     return count
 

@@ -52,7 +52,7 @@ def batches(stream: TextIO, totals: Totals, size: int = BATCH) -> Iterator[list[
         row: dict[str, Any] = {k: v for k, v in record.items() if k is not None and v not in (None, "")}
         if None in record:
             row["_extra_cells"] = record[None]
-        userid = row.get("userid")
+        userid = str(row.get("userid", "")).strip().lower()  # WeCom userids ignore case
         if userid and userid in seen:
             totals.errors.append({"line": line, "userid": userid,
                                   "reason": f"duplicate userid (first on line {seen[userid]})"})
@@ -86,9 +86,20 @@ def run_import(path: Path, url: str, token: str, *, progress: bool = True) -> To
         total=total_rows, unit="row", disable=not progress, file=sys.stderr
     ) as bar:
         for rows in batches(stream, totals):
-            response = http.post(f"{url}/admin/directory/import", data=json.dumps({"rows": rows}), timeout=120)
-            if response.status_code != 200:
-                raise ImportFailed(f"batch ending on line {rows[-1]['line']}: HTTP {response.status_code} {response.text}")
+            try:
+                response = http.post(f"{url}/admin/directory/import", data=json.dumps({"rows": rows}), timeout=120)
+            except requests.RequestException as exc:
+                response = None
+                failure = type(exc).__name__
+            if response is not None and response.status_code in (401, 403):
+                raise ImportFailed(f"refused: HTTP {response.status_code} {response.text}")
+            if response is None or response.status_code != 200:
+                # Keep going: later batches may land; these rows are reported for a re-run.
+                why = failure if response is None else f"HTTP {response.status_code}"
+                totals.errors += [{"line": r["line"], "userid": r.get("userid"), "reason": f"batch not imported ({why})"}
+                                  for r in rows]
+                bar.update(len(rows))
+                continue
             report = response.json()
             totals.created += report["created"]
             totals.updated += report["updated"]
@@ -123,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-file", type=Path, default=STATE_FILE, help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if bool(args.url) != bool(args.token):
+        print("give both --url and --token, or neither (the running local stack)", file=sys.stderr)
+        return 2
     try:
-        if args.url and args.token:
+        if args.url:
             url, token = args.url.rstrip("/"), args.token
         else:
             url, token = local_stack_login(args.state_file)

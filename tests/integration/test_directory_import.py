@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chalicelib.api import deps
+from chalicelib.api import deps  # noqa: F401  (protector for the sealed-field check)
 from chalicelib.db.audit import AuditRepository
 from chalicelib.db.directory import ClassModel, DirectoryRepository, PersonModel
 from tests.support.identity import call, load_cast, login
@@ -94,7 +94,77 @@ def test_limits_and_mass_assignment(client, admin):
 def test_every_import_and_change_is_audited(client, admin):
     call(client, "POST", "/admin/directory/import", admin, {"rows": [person("a001")]})
     call(client, "PATCH", "/admin/people/a001", admin, {"status": "left"})
-    events = AuditRepository().by_actor("admin")
-    assert [e.action for e in events] == ["person.change", "directory.import"]
+    events = AuditRepository().for_subject("person#a001")
+    assert [(e.action, e.actor) for e in events] == [("person.change", "admin"), ("person.create", "admin")]
     assert events[0].detail == {"status": ["active", "left"]}
-    assert events[0].subject == "person#a001"
+    assert events[1].detail["roles"] == [None, []] and events[1].detail["class_id"] == [None, "cs2001"]
+
+
+def test_a_person_changed_during_the_import_is_not_overwritten(client, admin):
+    # Given the import read s004 as active, and s004 left before the import wrote
+    repo = DirectoryRepository()
+    stale = repo.get_person("s004")
+    call(client, "PATCH", "/admin/people/s004", admin, {"status": "left"})
+
+    class StaleRead(DirectoryRepository):
+        def get_people(self, userids):
+            return {**super().get_people(userids), "s004": stale}
+
+    from chalicelib.domain.access import Actor
+    from chalicelib.domain.directory import import_people
+
+    result = import_people([person("s004", name="改名"), person("n100")], StaleRead(), deps.protector(),
+                           AuditRepository(), Actor("admin", "staff", "nic", frozenset({"it_admin"})))
+    # Then that row is reported, the leaver stays left, and the other row landed
+    assert [(e.userid, "changed by someone else" in e.reason) for e in result.errors] == [("s004", True)]
+    assert (repo.get_person("s004").status, repo.get_person("s004").name) == ("left", "学生04")
+    assert result.created == 1 and repo.get_person("n100") is not None
+
+
+def test_nobody_changes_their_own_authority(client, admin):
+    status, body = call(client, "PATCH", "/admin/people/admin", admin, {"roles": ["it_admin", "hospital"]})
+    assert (status, body["code"]) == (403, "forbidden")
+    status, report = call(client, "POST", "/admin/directory/import", admin, {"rows": [
+        {"userid": "admin", "name": "王建国", "type": "staff", "department": "nic", "roles": ["it_admin", "hospital"]}]})
+    assert report["rejected"] == 1 and "your own roles" in report["errors"][0]["reason"]
+    assert PersonModel.get("admin").roles == {"it_admin"}
+
+
+def test_absent_columns_keep_what_is_stored(client, admin):
+    call(client, "POST", "/admin/directory/import", admin, {"rows": [person("k001", id_number=VALID_ID, card_no="C9")]})
+    call(client, "PATCH", "/admin/people/k001", admin, {"status": "left"})
+    status, report = call(client, "POST", "/admin/directory/import", admin, {"rows": [person("k001", name="新名字")]})
+    stored = PersonModel.get("k001")
+    assert (report["updated"], stored.name, stored.status, stored.card_no) == (1, "新名字", "left", "C9")
+    assert stored.id_number_masked == "110105********002X"
+
+
+def test_userids_ignore_case_like_wecom(client, admin):
+    status, report = call(client, "POST", "/admin/directory/import", admin,
+                          {"rows": [person("Case01"), person("CASE01")]})
+    assert report["created"] == 1 and "duplicate userid" in report["errors"][0]["reason"]
+    assert PersonModel.get("case01").name == "新同学"
+
+
+def test_a_rerun_repairs_the_class_counselor_lists(client, admin):
+    row = person("k2", type="staff", class_id=None, roles=["counselor"], counselor_of=["cs2002"])
+    call(client, "POST", "/admin/directory/import", admin, {"rows": [row]})
+    # Given an interrupted earlier run left the class without its counselor
+    DirectoryRepository().move_counselors({"cs2002": (set(), {"k2"})})
+    # When the same file is imported again, then the person is unchanged but the class is repaired
+    status, report = call(client, "POST", "/admin/directory/import", admin, {"rows": [row]})
+    assert report["unchanged"] == 1
+    assert "k2" in ClassModel.get("cs2002").counselors
+
+
+def test_malformed_inputs_are_4xx_not_500(client, admin):
+    for change in ({"roles": None}, {"status": None}, {"class_id": ""}, {"dept_head_of": ""},
+                   {"counselor_of": ["x" * 40]}, {"status": "gone"}):
+        status, body = call(client, "PATCH", "/admin/people/t002", admin, change)
+        assert status == 422, (change, body)
+    assert call(client, "PATCH", "/admin/people/t002", admin, {})[0] == 422
+    assert call(client, "GET", "/admin/people/" + "x" * 3000, admin)[0] == 404
+    huge = "userid,name\n" + '"' + "x" * 200_000 + '",y\n'
+    status, body = call(client, "POST", "/admin/directory/import", admin, huge, headers={"Content-Type": "text/csv"})
+    assert (status, body["code"]) == (400, "bad_request")
+    assert call(client, "POST", "/admin/directory/import", admin, b"\xff\xfe", headers={"Content-Type": "text/csv"})[0] == 400

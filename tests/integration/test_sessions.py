@@ -47,9 +47,11 @@ def test_dev_login_does_not_exist_in_deployed_stages(stage, monkeypatch):
     for name, value in stage_environment(stage).items():
         monkeypatch.setenv(name, value)
     with Client(app, stage_name=stage, project_dir=str(PROJECT_DIR)) as deployed:
-        status, body = call(deployed, "POST", "/auth/dev-login", body={"userid": "admin"})
-    assert (status, body["code"]) == (404, "not_found")
-    assert "token" not in body
+        answers = [call(deployed, "POST", "/auth/dev-login", body=body) for body in
+                   ({"userid": "admin"}, {"nonsense": 1}, "{not json")]
+        document = json.loads(deployed.http.get("/openapi.json").body)
+    assert [(status, body["code"]) for status, body in answers] == [(404, "not_found")] * 3
+    assert "/auth/dev-login" not in document["paths"]
 
 
 def test_unknown_and_left_people_cannot_log_in(client):
@@ -86,6 +88,17 @@ def test_tampered_wrong_key_none_alg_and_malformed_tokens_are_401(client):
     for header in ({}, {"Authorization": "Bearer "}, {"Authorization": f"Basic {token}"}):
         response = client.http.get("/me", headers=header)
         assert response.status_code == 401 and json.loads(response.body)["code"] == "unauthorized"
+
+
+def test_roles_in_a_validly_signed_token_grant_nothing(client):
+    # Given a token correctly signed with the stage key but claiming roles the person lacks
+    token = login(client, "s001")
+    secret = stage_environment("local")["SESSION_SIGNING_KEY"]
+    inflated = jwt.encode({**claims_of(token), "roles": ["it_admin", "hospital"]}, secret, algorithm="HS256")
+    # Then the directory decides: admin routes refuse, /me shows the real roles
+    assert call(client, "GET", "/admin/people/s002", inflated)[0] == 403
+    assert call(client, "GET", "/me", inflated)[1]["roles"] == []
+    assert call(client, "GET", "/people/s002", inflated)[0] == 404
 
 
 def test_an_expired_token_is_401(client):

@@ -21,7 +21,10 @@ def test_only_the_documented_routes_are_public():
         for method, entry in methods.items()
         if route_spec_of(entry.view_function).policy.name == "public"
     )
-    assert public == ["GET /healthz", "GET /openapi.json", "POST /auth/dev-login", "POST /auth/wecom"]
+    assert public == ["GET /healthz", "GET /openapi.json", "POST /auth/wecom"]
+    local_only = [f"{m} {p}" for p, ms in app.routes.items() for m, e in ms.items()
+                  if route_spec_of(e.view_function).policy.name == "local-only"]
+    assert local_only == ["POST /auth/dev-login"]
 
 
 def test_admin_routes_require_it_admin():

@@ -168,3 +168,13 @@ def test_malformed_inputs_are_4xx_not_500(client, admin):
     status, body = call(client, "POST", "/admin/directory/import", admin, huge, headers={"Content-Type": "text/csv"})
     assert (status, body["code"]) == (400, "bad_request")
     assert call(client, "POST", "/admin/directory/import", admin, b"\xff\xfe", headers={"Content-Type": "text/csv"})[0] == 400
+
+
+def test_leaving_through_an_import_ends_the_session_at_the_next_request(client, admin):
+    session = login(client, "s005")
+    assert call(client, "GET", "/me", session)[0] == 200
+    status, report = call(client, "POST", "/admin/directory/import", admin,
+                          {"rows": [person("s005", name="学生05", status="left")]})
+    assert report["updated"] == 1
+    assert call(client, "GET", "/me", session)[0] == 401
+    assert call(client, "POST", "/auth/dev-login", body={"userid": "s005"})[0] == 403

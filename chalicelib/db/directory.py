@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from datetime import datetime, timezone
 
 from pynamodb.attributes import (
@@ -108,43 +109,23 @@ class PersonModel(Model):
     by_id_lookup = ByIdLookup()
 
 
+_SET_FIELDS = ("roles", "counselor_of")
+
+
 def to_record(model: PersonModel) -> PersonRecord:
-    return PersonRecord(
-        userid=model.userid,
-        name=model.name,
-        person_type=model.person_type,
-        department=model.department,
-        class_id=model.class_id,
-        roles=frozenset(model.roles or ()),
-        counselor_of=frozenset(model.counselor_of or ()),
-        dept_head_of=model.dept_head_of,
-        status=model.status,
-        card_no=model.card_no,
-        id_number_sealed=model.id_number_sealed,
-        id_number_masked=model.id_number_masked,
-        id_lookup=model.id_lookup,
-        token_version=int(model.token_version or 0),
-    )
+    """The domain record of a stored person (field names match one to one)."""
+    values = {f.name: getattr(model, f.name) for f in fields(PersonRecord)}
+    for name in _SET_FIELDS:
+        values[name] = frozenset(values[name] or ())
+    values["token_version"] = int(values["token_version"] or 0)
+    return PersonRecord(**values)
 
 
 def to_model(record: PersonRecord) -> PersonModel:
-    return PersonModel(
-        userid=record.userid,
-        name=record.name,
-        person_type=record.person_type,
-        department=record.department,
-        class_id=record.class_id,
-        roles=set(record.roles),
-        counselor_of=set(record.counselor_of),
-        dept_head_of=record.dept_head_of,
-        status=record.status,
-        card_no=record.card_no,
-        id_number_sealed=record.id_number_sealed,
-        id_number_masked=record.id_number_masked,
-        id_lookup=record.id_lookup,
-        token_version=record.token_version,
-        updated_at=_now(),
-    )
+    values = {f.name: getattr(record, f.name) for f in fields(PersonRecord)}
+    for name in _SET_FIELDS:
+        values[name] = set(values[name])
+    return PersonModel(**values, updated_at=_now())
 
 
 class DirectoryRepository:

@@ -2,9 +2,9 @@
 
 from chalice import Chalice
 
-from chalicelib.api import admin, auth, middleware, people, system
+from chalicelib.api import admin, auth, middleware, notifications, people, system, wecom_callback
 
 app = Chalice(app_name="campus-platform")
 app.register_middleware(middleware.log_context, "all")
-for area in (system.area, auth.area, people.area, admin.area):
+for area in (system.area, auth.area, people.area, admin.area, notifications.area, wecom_callback.area):
     app.register_blueprint(area.blueprint)

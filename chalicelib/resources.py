@@ -16,8 +16,9 @@ from pynamodb.models import Model
 
 from chalicelib.db.audit import AuditModel
 from chalicelib.db.directory import ClassModel, DepartmentModel, PersonModel
+from chalicelib.db.kv import KeyValueModel
 
-TABLE_MODELS: tuple[type[Model], ...] = (DepartmentModel, ClassModel, PersonModel, AuditModel)
+TABLE_MODELS: tuple[type[Model], ...] = (DepartmentModel, ClassModel, PersonModel, AuditModel, KeyValueModel)
 
 
 @dataclass(frozen=True)
@@ -43,5 +44,9 @@ class QueueSpec:
         return f"{self.name}-dlq"
 
 
-# Queues arrive with their consumers (notifications, health alerts, door sync).
-QUEUES: tuple[QueueSpec, ...] = ()
+# WeCom app messages to send (one notification each); the consumer batches, rate-limits, retries.
+NOTIFICATIONS = QueueSpec(key="notifications", name="campus-notifications")
+# Verified, decrypted WeCom callbacks (directory changes) waiting to be applied.
+WECOM_EVENTS = QueueSpec(key="wecom-events", name="campus-wecom-events")
+
+QUEUES: tuple[QueueSpec, ...] = (NOTIFICATIONS, WECOM_EVENTS)

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     wecom_corp_id: str | None = None
     wecom_agent_id: str | None = None
     wecom_secret: SecretStr | None = None
+    # Callback (接收消息) configuration of the app: Token and the 43-character EncodingAESKey.
+    wecom_token: SecretStr | None = None
+    wecom_encoding_aes_key: SecretStr | None = None
+    wecom_callback_max_skew_seconds: int = Field(300, ge=30, le=3600)
+    # WeCom drops (silently) messages to a member beyond these per app: ours defer instead.
+    wecom_member_per_minute: int = Field(30, ge=1)
+    wecom_member_per_hour: int = Field(1000, ge=1)
 
     @field_validator("campus_timezone")
     @classmethod

@@ -17,8 +17,11 @@ from pynamodb.models import Model
 from chalicelib.db.audit import AuditModel
 from chalicelib.db.directory import ClassModel, DepartmentModel, PersonModel
 from chalicelib.db.kv import KeyValueModel
+from chalicelib.db.messaging import DeliveryModel, MemberRateModel, OutboxModel
 
-TABLE_MODELS: tuple[type[Model], ...] = (DepartmentModel, ClassModel, PersonModel, AuditModel, KeyValueModel)
+TABLE_MODELS: tuple[type[Model], ...] = (
+    DepartmentModel, ClassModel, PersonModel, AuditModel, KeyValueModel, OutboxModel, DeliveryModel, MemberRateModel,
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class QueueSpec:
 
 # WeCom app messages to send (one notification each); the consumer batches, rate-limits, retries.
 NOTIFICATIONS = QueueSpec(key="notifications", name="campus-notifications")
+# At most this many notification consumers at once: the per-member counters' safety margin
+# (chalicelib.db.messaging.MemberRates) assumes fewer concurrent writers than it.
+NOTIFICATIONS_CONCURRENCY = 5
 # Verified, decrypted WeCom callbacks (directory changes) waiting to be applied.
 WECOM_EVENTS = QueueSpec(key="wecom-events", name="campus-wecom-events")
 

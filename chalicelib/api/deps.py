@@ -13,8 +13,10 @@ from datetime import timedelta
 
 from chalicelib.db.audit import AuditRepository
 from chalicelib.db.directory import DirectoryRepository
+from chalicelib.db.messaging import MemberRates, OutboxRepository
 from chalicelib.domain.protection import FieldProtector
 from chalicelib.domain.sessions import SessionTokens
+from chalicelib.resources import NOTIFICATIONS_CONCURRENCY
 from chalicelib.settings import get_settings
 
 
@@ -26,6 +28,21 @@ def directory() -> DirectoryRepository:
 @functools.cache
 def audit() -> AuditRepository:
     return AuditRepository()
+
+
+@functools.cache
+def outbox() -> OutboxRepository:
+    return OutboxRepository()
+
+
+def member_rates() -> MemberRates:
+    settings = get_settings()
+    return _member_rates(settings.wecom_member_per_minute, settings.wecom_member_per_hour)
+
+
+@functools.lru_cache(maxsize=4)
+def _member_rates(per_minute: int, per_hour: int) -> MemberRates:
+    return MemberRates(per_minute, per_hour, concurrency=NOTIFICATIONS_CONCURRENCY)
 
 
 def session_tokens() -> SessionTokens:

@@ -2,6 +2,86 @@
 
 from __future__ import annotations
 
-from chalicelib.api.routing import Area
+from datetime import date as Date
+from datetime import datetime, timezone
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from chalice.app import SQSEvent
+from pydantic import BaseModel, Field
+
+from chalicelib.api import deps
+from chalicelib.api.routing import Area, RequestModel
+from chalicelib.api.security import authenticated
+from chalicelib.domain.access import Role
+from chalicelib.domain.directory import UserId
+from chalicelib.domain.notifications import NotificationPart, deliver
+from chalicelib.integrations.queues import publish
+from chalicelib.integrations.wecom import WeComError, wecom_client
+from chalicelib.observability import logger
+from chalicelib.resources import NOTIFICATIONS, NOTIFICATIONS_CONCURRENCY
+from chalicelib.settings import get_settings
 
 area = Area("notifications")
+
+
+@area.blueprint.on_sqs_message(queue=NOTIFICATIONS.name, batch_size=NOTIFICATIONS.batch_size,
+                               maximum_concurrency=NOTIFICATIONS_CONCURRENCY)
+def send_notifications(event: SQSEvent) -> dict[str, Any]:
+    """Send each queued part through WeCom; failed records are reported one by one."""
+    return process_partial_response(event=event.to_dict(), record_handler=_send_part,
+                                    processor=BatchProcessor(EventType.SQS), context=event.context)
+
+
+def _send_part(record: SQSRecord) -> None:
+    part = NotificationPart.model_validate_json(record.body)
+    settings = get_settings()
+    now = datetime.now(timezone.utc)
+    try:
+        status = deliver(
+            part, outbox=deps.outbox(), rates=deps.member_rates(), sender=wecom_client(),
+            defer=lambda smaller, delay: publish(NOTIFICATIONS, smaller.model_dump(mode="json"), delay_seconds=delay),
+            agent_id=int(settings.secret("wecom_agent_id")), now=now,
+            campus_date=now.astimezone(settings.tz).date().isoformat(),
+        )
+    except WeComError as exc:
+        receipts = int(record.attributes.approximate_receive_count)
+        last = receipts >= NOTIFICATIONS.max_receive_count
+        logger.warning("notification send failed", extra={"part": part.part_key, "errcode": exc.errcode,
+                                                          "receipt": receipts, "to_dlq": last})
+        if last:  # SQS moves it to the DLQ next: the outbox must say so, not "queued" for ever
+            row = deps.outbox().get(part.part_key)
+            if row is not None:
+                deps.outbox().record_attempt(row, status="failed")
+        raise
+    logger.info("notification part handled", extra={"part": part.part_key, "status": status,
+                                                    "recipients": len(part.recipients)})
+
+
+class MessagesQuery(RequestModel):
+    userid: UserId
+    date: Date | None = Field(None, description="Campus date (default today)")
+
+
+class Delivery(BaseModel):
+    message: str
+    title: str
+    status: str
+    msgid: str | None
+
+
+class Deliveries(BaseModel):
+    userid: str
+    date: Date
+    items: list[Delivery]
+
+
+@area.route("/admin/messages", "GET", summary="WeCom messages to a person on a day, with their status",
+            policy=authenticated(Role.IT_ADMIN), query=MessagesQuery, response=Deliveries)
+def list_messages(query: MessagesQuery) -> Deliveries:
+    settings = get_settings()
+    day = query.date or datetime.now(settings.tz).date()
+    rows = deps.outbox().deliveries(query.userid, day.isoformat())
+    return Deliveries(userid=query.userid, date=day, items=[
+        Delivery(message=r.part_key.rsplit("#p", 1)[0], title=r.title, status=r.status, msgid=r.msgid) for r in rows])

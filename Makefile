@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 PORT        ?= 8000
 DEMO_PEOPLE ?= 1000
 
-.PHONY: run test test-unit test-integration test-e2e fire import demo-csv bench-import clean help
+.PHONY: run test test-unit test-integration test-e2e test-flood fire import demo-csv bench-import clean help
 
 help:
 	@echo "make run                 start the local stack on 127.0.0.1:$(PORT) (PORT, DEMO_PEOPLE override)"
@@ -55,6 +55,9 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
+
+test-flood: $(STAMP)
+	$(PY) -m pytest -m flood tests/integration
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache

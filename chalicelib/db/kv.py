@@ -7,7 +7,9 @@ deletes expired items on its own schedule (up to days later), so every read here
 
 from __future__ import annotations
 
+import math
 import time
+from datetime import datetime, timezone
 
 from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, PutError
@@ -42,7 +44,7 @@ class KeyValueStore:
 
     def put(self, key: str, value: str, ttl_seconds: float) -> None:
         expires = self._clock() + ttl_seconds
-        KeyValueModel(key=key, value=value, expires_at=expires, ttl=int(expires) + 1).save()
+        KeyValueModel(key=key, value=value, expires_at=expires, ttl=_moment(expires)).save()
 
     def claim(self, key: str, ttl_seconds: float, value: str = "") -> bool:
         """Create ``key`` unless a live one exists: ``True`` if this caller got it.
@@ -52,7 +54,7 @@ class KeyValueStore:
         now = self._clock()
         expires = now + ttl_seconds
         try:
-            KeyValueModel(key=key, value=value, expires_at=expires, ttl=int(expires) + 1).save(
+            KeyValueModel(key=key, value=value, expires_at=expires, ttl=_moment(expires)).save(
                 condition=KeyValueModel.key.does_not_exist() | (KeyValueModel.expires_at <= now)
             )
         except PutError as exc:
@@ -63,3 +65,8 @@ class KeyValueStore:
 
     def release(self, key: str) -> None:
         KeyValueModel(key=key).delete()
+
+
+def _moment(unix_seconds: float) -> datetime:
+    # DynamoDB's TTL wants whole seconds; round up so the item never vanishes before it expires.
+    return datetime.fromtimestamp(math.ceil(unix_seconds), tz=timezone.utc)

@@ -167,7 +167,8 @@ class MemberRates:
                 granted = list(pool.map(lambda u: self._take(keys[u], minute, expires), exact))
             allowed += [u for u, ok in zip(exact, granted) if ok]
             deferred += [u for u, ok in zip(exact, granted) if not ok]
-        return allowed, deferred
+        order = {u: i for i, u in enumerate(userids)}
+        return sorted(allowed, key=order.__getitem__), sorted(deferred, key=order.__getitem__)
 
     def _take(self, bucket: str, minute: str, expires: datetime) -> bool:
         """One exact, conditional increment; ``False`` when a limit is reached."""

@@ -1,0 +1,99 @@
+"""Flood: 5,000 notifications to a 16,022-person campus through the real consumer (moto + mocked
+WeCom HTTP), with the clock moved minute by minute as deferred parts come due.
+
+Slow (a few minutes): run with `make test-flood`; `make test` leaves it out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import responses
+import time_machine
+
+from chalicelib.api import notifications as area
+from chalicelib.db.messaging import OutboxRepository
+from chalicelib.domain.notifications import Notification, NotificationPart, split
+from infra.local.lambda_events import sqs_record
+
+pytestmark = pytest.mark.flood
+
+CAMPUS = [f"g{n:05d}" for n in range(16_022)]
+HOT = CAMPUS[:5]  # people who are on almost every message (approvers, counselors)
+START = datetime(2026, 11, 30, 1, 2, tzinfo=timezone.utc)
+
+
+def notifications() -> list[Notification]:
+    rng = random.Random(7)
+    result = [Notification(key="mass:0", recipients=tuple(CAMPUS), title="健康填报", body="请完成今日填报", mass=True)]
+    for n in range(1, 5_000):
+        people = rng.sample(CAMPUS, rng.randint(1, 8)) + ([rng.choice(HOT)] if n % 3 == 0 else [])
+        result.append(Notification(key=f"note:{n}", recipients=tuple(people), title="审批", body=f"申请 {n} 已更新"))
+    return result
+
+
+def test_a_flood_is_paced_per_member_and_fully_accounted_for(client, monkeypatch):
+    queue: list[tuple[datetime, NotificationPart]] = []
+    sends: list[tuple[datetime, list[str]]] = []
+
+    def defer(spec, message, delay_seconds=0):  # the SQS queue, with its DelaySeconds, simulated
+        queue.append((now_of(), NotificationPart.model_validate(message)))
+        queue[-1] = (queue[-1][0] + timedelta(seconds=delay_seconds), queue[-1][1])
+        return "id"
+
+    monkeypatch.setattr(area, "publish", defer)
+    clock = {"now": START}
+
+    def now_of():
+        return clock["now"]
+
+    def answer(request):
+        touser = json.loads(request.body)["touser"].split("|")
+        sends.append((now_of(), touser))
+        return 200, {}, json.dumps({"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": str(len(sends))})
+
+    notes = notifications()
+    for note in notes:
+        for part in split(note):
+            queue.append((START, part))
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as wecom, \
+            time_machine.travel(START, tick=False) as traveller:
+        wecom.add(responses.GET, re.compile(r".*/cgi-bin/gettoken.*"),
+                  json={"errcode": 0, "errmsg": "ok", "access_token": "T", "expires_in": 7200})
+        wecom.add_callback(responses.POST, re.compile(r".*/cgi-bin/message/send.*"), callback=answer)
+        while queue:
+            due = sorted((item for item in queue if item[0] <= clock["now"]), key=lambda item: item[0])
+            if not due:
+                clock["now"] = min(item[0] for item in queue)
+                traveller.move_to(clock["now"])
+                continue
+            batch = due[:10]
+            for item in batch:
+                queue.remove(item)
+            event = {"Records": [sqs_record(p.model_dump_json(), queue_arn="arn:aws:sqs:us-east-1:0:n",
+                                            region="us-east-1") for _, p in batch]}
+            assert client.lambda_.invoke("send_notifications", event).payload == {"batchItemFailures": []}
+
+    # At most ceil(recipients / 1000) calls per message, deferrals aside (each deferral is one more)
+    outbox = OutboxRepository()
+    for note in notes[:50]:
+        parts = math.ceil(len(note.recipients) / 1000)
+        rows = [outbox.get(f"{note.key}#p{i}") for i in range(parts)]
+        assert all(row.status == "sent" for row in rows)
+        assert sum(len(row.sent_to) for row in rows) == len(note.recipients)
+    mass_calls = [s for s in sends if len(s[1]) > 100]
+    assert len(mass_calls) == math.ceil(16_022 / 1000)
+    # No member ever above 30 in a minute
+    per_minute = Counter((moment.replace(second=0, microsecond=0), userid) for moment, users in sends for userid in users)
+    assert max(per_minute.values()) <= 30
+    # Every message accounted for: each recipient got it exactly once
+    delivered = Counter(userid for _, users in sends for userid in users)
+    expected = Counter(userid for note in notes for userid in note.recipients)
+    assert delivered == expected

@@ -1,0 +1,125 @@
+"""The notifications consumer under moto, with WeCom's HTTP API mocked by `responses`."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import boto3
+import pytest
+import responses
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from chalicelib.db.messaging import OutboxRepository
+from chalicelib.domain.notifications import Notification, split
+from chalicelib.resources import QUEUES
+from infra.local.aws import create_queues
+from infra.local.lambda_events import sqs_record
+from tests.support.identity import call, load_cast, login
+
+SEND = re.compile(r"https://qyapi\.weixin\.qq\.com/cgi-bin/message/send.*")
+TOKEN = re.compile(r"https://qyapi\.weixin\.qq\.com/cgi-bin/gettoken.*")
+
+
+@pytest.fixture
+def wecom():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(responses.GET, TOKEN, json={"errcode": 0, "errmsg": "ok", "access_token": "T", "expires_in": 7200})
+        yield mock
+
+
+@pytest.fixture
+def queues():
+    return create_queues(boto3.client("sqs"), QUEUES)
+
+
+def accept(wecom, invalid: str = ""):
+    def answer(request):
+        body = json.loads(request.body)
+        return 200, {}, json.dumps({"errcode": 0, "errmsg": "ok", "invaliduser": invalid, "msgid": f"m{len(sends(wecom))}"})
+    wecom.add_callback(responses.POST, SEND, callback=answer)
+
+
+def sends(wecom) -> list[dict]:
+    return [json.loads(c.request.body) for c in wecom.calls if "/message/send" in c.request.url]
+
+
+def event_of(*parts, receive_count: int = 1) -> dict:
+    attributes = {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1", "SenderId": "x",
+                  "ApproximateFirstReceiveTimestamp": "1"}
+    return {"Records": [sqs_record(json.dumps(p.model_dump(mode="json")), queue_arn="arn:aws:sqs:us-east-1:0:q",
+                                   region="us-east-1", attributes=attributes) for p in parts]}
+
+
+def invoke(client, event) -> dict:
+    return client.lambda_.invoke("send_notifications", event).payload
+
+
+def test_a_notification_to_2500_people_is_three_calls_and_fully_recorded(client, wecom, queues):
+    accept(wecom)
+    parts = split(Notification(key="notice:1", recipients=tuple(f"u{i:04d}" for i in range(2500)), title="通知",
+                               body="明天停电"))
+    assert invoke(client, event_of(*parts)) == {"batchItemFailures": []}
+    calls = sends(wecom)
+    assert [len(c["touser"].split("|")) for c in calls] == [1000, 1000, 500]
+    outbox = OutboxRepository()
+    assert [outbox.get(p.part_key).status for p in parts] == ["sent"] * 3
+    assert len(outbox.get("notice:1#p2").sent_to) == 500
+
+
+def test_a_redelivered_part_is_not_sent_twice(client, wecom, queues):
+    accept(wecom)
+    part = split(Notification(key="approval:9", recipients=("s001", "fdy01"), body="已批准"))[0]
+    invoke(client, event_of(part))
+    invoke(client, event_of(part, receive_count=2))
+    assert len(sends(wecom)) == 1
+
+
+def test_invalid_users_are_recorded_not_retried(client, wecom, queues):
+    accept(wecom, invalid="ghost")
+    part = split(Notification(key="k:inv", recipients=("s001", "ghost", "Bad UserID!"), body="x"))[0]
+    assert invoke(client, event_of(part)) == {"batchItemFailures": []}
+    row = OutboxRepository().get(part.part_key)
+    assert (row.status, row.sent_to, row.invalid_users) == ("sent", {"s001"}, {"ghost", "bad userid!"})
+    assert sends(wecom)[0]["touser"] == "s001|ghost"
+
+
+def test_members_at_the_per_minute_limit_are_deferred_not_sent(client, wecom, queues, monkeypatch):
+    # 6 a minute, less the first-write race allowance of 5 concurrent consumers (4): 2 get through
+    monkeypatch.setenv("WECOM_MEMBER_PER_MINUTE", "6")
+    accept(wecom)
+    for n in range(3):
+        invoke(client, event_of(split(Notification(key=f"k:{n}", recipients=("s001", f"x{n}"), body="x"))[0]))
+    touser = [c["touser"] for c in sends(wecom)]
+    assert touser == ["s001|x0", "s001|x1", "x2"]
+    assert OutboxRepository().get("k:2#p0").status == "deferred"
+    sqs = boto3.client("sqs")
+    deferred = sqs.receive_message(QueueUrl=queues["campus-notifications"].url, WaitTimeSeconds=0)
+    # SQS holds the deferred part back (DelaySeconds) until the member's minute is over
+    assert deferred.get("Messages", []) == []
+
+
+def test_a_wecom_outage_fails_the_record_and_the_last_receipt_marks_it_failed(client, wecom, queues):
+    # Given WeCom answers 503 to every send
+    wecom.add(responses.POST, SEND, status=503)
+    down = split(Notification(key="k:down", recipients=("s001",), body="x"))[0]
+    healthy = split(Notification(key="k:bad-json", recipients=("Bad UserID!",), body="x"))[0]
+    # When a batch holds one part to send and one that needs no call, only the first is reported
+    failures = invoke(client, event_of(down, healthy))["batchItemFailures"]
+    assert len(failures) == 1
+    assert OutboxRepository().get(down.part_key).status == "queued"
+    assert OutboxRepository().get(healthy.part_key).status == "invalid_user"
+    # Then on its last receipt before the DLQ the outbox says failed, never "queued" for ever
+    with pytest.raises(BatchProcessingError):  # every record of that batch failed: Lambda retries it whole
+        invoke(client, event_of(down, receive_count=5))
+    assert OutboxRepository().get(down.part_key).status == "failed"
+
+
+def test_admin_lists_a_persons_messages_of_the_day(client, wecom, queues):
+    load_cast()
+    accept(wecom)
+    invoke(client, event_of(split(Notification(key="k:list", recipients=("s001",), title="报修", body="已受理"))[0]))
+    status, body = call(client, "GET", "/admin/messages?userid=s001", login(client, "admin"))
+    assert status == 200
+    assert [(i["message"], i["title"], i["status"]) for i in body["items"]] == [("k:list", "报修", "sent")]
+    assert call(client, "GET", "/admin/messages?userid=s001", login(client, "s001"))[0] == 403

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from typing import TextIO
+from typing import Any, TextIO
 from dataclasses import dataclass
 
 from chalicelib.db.directory import ClassModel, DepartmentModel, DirectoryRepository, PersonModel
@@ -88,6 +88,13 @@ def load_demo_campus(repo: DirectoryRepository, size: int = 1000, cancel: thread
     people = repo.put_people(_cast_people())
     people += repo.put_people(_until(cancel, generated_people))
     return DemoCounts(departments=departments, classes=class_count, people=people)
+
+
+def wecom_members(size: int) -> dict[str, dict[str, Any]]:
+    """The demo campus as WeCom's contacts would list it (for the fake WeCom peer): everyone in
+    the root department, active."""
+    people = [(row[0], row[1]) for row in CAST] + [(p.userid, p.name) for p in generate_population(size)[0]]
+    return {userid: {"name": name, "department": [1], "main_department": 1, "status": 1} for userid, name in people}
 
 
 def _until(cancel: threading.Event | None, items: list[PersonModel]) -> Iterator[PersonModel]:

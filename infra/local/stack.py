@@ -27,7 +27,7 @@ from chalicelib.db.directory import DirectoryRepository
 from chalicelib.resources import TABLE_MODELS, QueueSpec
 from chalicelib.settings import get_settings
 from infra.local import aws
-from infra.local.demo import LoadCancelled, load_demo_campus
+from infra.local.demo import LoadCancelled, load_demo_campus, wecom_members
 from infra.local.fake_wecom import FakeWeCom
 from infra.local.log import log
 from infra.local.poller import QueuePoller
@@ -93,7 +93,10 @@ class LocalStack:
         self.queue_specs = load_queue_specs(self.options.queues_ref)
         # The fake WeCom peer stands in for qyapi.weixin.qq.com; set after the stage's variables.
         if settings.wecom_corp_id and settings.wecom_secret:
-            self.wecom = FakeWeCom(settings.wecom_corp_id, settings.secret("wecom_secret"), host=self.options.host)
+            self.wecom = FakeWeCom(
+                settings.wecom_corp_id, settings.secret("wecom_secret"), host=self.options.host,
+                agent_id=settings.wecom_agent_id or "", members=wecom_members(self.options.demo_people),
+            )
             env["WECOM_API_BASE"] = self.wecom.start()
             aws.apply_env({"WECOM_API_BASE": env["WECOM_API_BASE"]})
 
@@ -178,7 +181,8 @@ class LocalStack:
             f"  try        curl {self.url}/healthz   |   {self.url}/openapi.json",
             f"  token      {token_help}",
             f"  AWS        moto at {self._aws.endpoint_url} ({len(self.queue_specs)} queues + DLQs)",
-            f"  WeCom      fake at {self.wecom.url}: POST /auth/wecom accepts code-<userid>, once"
+            f"  WeCom      fake at {self.wecom.url}: POST /auth/wecom accepts code-<userid>, once;"
+            f" messages sent: {self.wecom.url}/_sent"
             if self.wecom else "  WeCom      not configured for this stage",
             f"  consumers  {consumers}",
             f"  schedules  {jobs}   (run one now: make fire JOB=<name>)",

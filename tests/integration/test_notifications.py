@@ -15,6 +15,7 @@ from chalicelib.domain.notifications import Notification, split
 from chalicelib.resources import QUEUES
 from infra.local.aws import create_queues
 from infra.local.lambda_events import sqs_record
+from tests.conftest import stage_environment
 from tests.support.identity import call, load_cast, login
 
 SEND = re.compile(r"https://qyapi\.weixin\.qq\.com/cgi-bin/message/send.*")
@@ -123,3 +124,36 @@ def test_admin_lists_a_persons_messages_of_the_day(client, wecom, queues):
     assert status == 200
     assert [(i["message"], i["title"], i["status"]) for i in body["items"]] == [("k:list", "报修", "sent")]
     assert call(client, "GET", "/admin/messages?userid=s001", login(client, "s001"))[0] == 403
+
+
+@pytest.fixture
+def fake_wecom(monkeypatch):
+    from infra.local.fake_wecom import FakeWeCom
+
+    env = stage_environment("local")
+    members = {u: {"name": u, "department": [1], "status": 1} for u in ("s001", "s002", "s003", "fdy01")}
+    fake = FakeWeCom(env["WECOM_CORP_ID"], env["WECOM_SECRET"], agent_id=env["WECOM_AGENT_ID"], members=members)
+    monkeypatch.setenv("WECOM_API_BASE", fake.start())
+    yield fake
+    fake.stop()
+
+
+def test_a_token_expiring_mid_batch_is_refreshed_once_and_the_batch_completes(client, fake_wecom, queues):
+    parts = [split(Notification(key=f"k:t{n}", recipients=("s001", "s002"), body=f"第{n}条"))[0] for n in range(3)]
+    invoke(client, event_of(parts[0]))
+    fake_wecom.expire_tokens()  # WeCom now answers 42001 to the token every container holds
+    assert invoke(client, event_of(*parts[1:])) == {"batchItemFailures": []}
+    assert [s["payload"]["textcard"]["description"] for s in fake_wecom.sent] == ["第0条", "第1条", "第2条"]
+    assert sum(1 for path, _ in fake_wecom.calls if path.endswith("/gettoken")) == 2
+
+
+def test_after_an_outage_the_retried_record_goes_out(client, fake_wecom, queues):
+    part = split(Notification(key="k:recover", recipients=("s003",), body="恢复后发送"))[0]
+    fake_wecom.outage(3)  # every answer to the first delivery, the client's own retries included
+    with pytest.raises(BatchProcessingError):
+        invoke(client, event_of(part))
+    assert fake_wecom.sent == []
+    # When SQS redelivers it after WeCom is back, then it is sent once and recorded
+    assert invoke(client, event_of(part, receive_count=2)) == {"batchItemFailures": []}
+    assert [s["payload"]["touser"] for s in fake_wecom.sent] == ["s003"]
+    assert OutboxRepository().get(part.part_key).status == "sent"

@@ -60,7 +60,18 @@ def test_fire_names_the_jobs_when_the_job_is_unknown(stack):
         cwd=PROJECT_DIR, env=clean_env(), capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
-    assert "No scheduled job 'no_such_job'" in result.stderr
+    assert "No scheduled job 'no_such_job'. Jobs: sync_wecom_directory." in result.stderr
+
+
+def test_fire_runs_the_directory_sync_against_the_running_stack(stack):
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.local", "fire", "sync_wecom_directory", "--state-file", str(stack.state_file)],
+        cwd=PROJECT_DIR, env=clean_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sync_wecom_directory finished" in result.stderr
+    # The fake WeCom lists exactly the demo campus: nothing to add, change or close
+    assert "'people_created': 0, 'people_updated': 0, 'people_left': 0" in result.stderr
 
 
 def test_fire_without_a_running_stack_says_how_to_start_it(tmp_path):

@@ -157,3 +157,12 @@ def test_after_an_outage_the_retried_record_goes_out(client, fake_wecom, queues)
     assert invoke(client, event_of(part, receive_count=2)) == {"batchItemFailures": []}
     assert [s["payload"]["touser"] for s in fake_wecom.sent] == ["s003"]
     assert OutboxRepository().get(part.part_key).status == "sent"
+
+
+def test_the_sample_event_in_events_folder_is_sent(client, fake_wecom, queues):
+    from tests.conftest import PROJECT_DIR
+
+    event = json.loads((PROJECT_DIR / "events" / "sqs_notifications_textcard.json").read_text())
+    assert invoke(client, event) == {"batchItemFailures": []}
+    assert [(s["payload"]["touser"], s["payload"]["textcard"]["title"]) for s in fake_wecom.sent] == [
+        ("s001|fdy01", "请假申请已批准")]

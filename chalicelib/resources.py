@@ -49,8 +49,7 @@ class QueueSpec:
 
 # WeCom app messages to send (one notification each); the consumer batches, rate-limits, retries.
 NOTIFICATIONS = QueueSpec(key="notifications", name="campus-notifications")
-# At most this many notification consumers at once: the per-member counters' safety margin
-# (chalicelib.db.messaging.MemberRates) assumes fewer concurrent writers than it.
+# At most this many notification consumers at once: WeCom limits calls per app too.
 NOTIFICATIONS_CONCURRENCY = 5
 # Verified, decrypted WeCom callbacks (directory changes) waiting to be applied.
 WECOM_EVENTS = QueueSpec(key="wecom-events", name="campus-wecom-events")

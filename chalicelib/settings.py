@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     wecom_encoding_aes_key: SecretStr | None = None
     wecom_callback_max_skew_seconds: int = Field(300, ge=30, le=3600)
     # WeCom drops (silently) messages to a member beyond these per app: ours defer instead.
-    wecom_member_per_minute: int = Field(30, ge=1)
-    wecom_member_per_hour: int = Field(1000, ge=1)
+    wecom_member_per_minute: int = Field(30, ge=2, le=30)
+    wecom_member_per_hour: int = Field(1000, ge=2, le=1000)
 
     @field_validator("campus_timezone")
     @classmethod

@@ -9,14 +9,18 @@ stages; a deployed function never does).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from chalicelib.db.audit import AuditRepository
 from chalicelib.db.directory import DirectoryRepository
+from chalicelib.db.kv import KeyValueStore
 from chalicelib.db.messaging import MemberRates, OutboxRepository
+from chalicelib.domain.notifications import Notification, notify
+from chalicelib.integrations.queues import publish_many
 from chalicelib.domain.protection import FieldProtector
 from chalicelib.domain.sessions import SessionTokens
-from chalicelib.resources import NOTIFICATIONS_CONCURRENCY
+from chalicelib.resources import NOTIFICATIONS
 from chalicelib.settings import get_settings
 
 
@@ -42,7 +46,7 @@ def member_rates() -> MemberRates:
 
 @functools.lru_cache(maxsize=4)
 def _member_rates(per_minute: int, per_hour: int) -> MemberRates:
-    return MemberRates(per_minute, per_hour, concurrency=NOTIFICATIONS_CONCURRENCY)
+    return MemberRates(per_minute, per_hour)
 
 
 def session_tokens() -> SessionTokens:
@@ -53,6 +57,20 @@ def session_tokens() -> SessionTokens:
 @functools.lru_cache(maxsize=4)
 def _session_tokens(secret: str, stage: str, ttl_minutes: int) -> SessionTokens:
     return SessionTokens(secret, stage, ttl=timedelta(minutes=ttl_minutes))
+
+
+def notifier() -> Callable[[Notification], int]:
+    """``notify`` bound to the notifications queue: what areas call to message people."""
+    return functools.partial(notify, publish=_publish_parts)
+
+
+def _publish_parts(parts: Sequence[dict], delay_seconds: int) -> None:
+    publish_many(NOTIFICATIONS, parts, delay_seconds=delay_seconds)
+
+
+@functools.cache
+def kv() -> KeyValueStore:
+    return KeyValueStore()
 
 
 def protector() -> FieldProtector:

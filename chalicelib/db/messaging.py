@@ -125,50 +125,28 @@ class OutboxRepository:
 
 
 class MemberRates:
-    """Per-member send counters (minute and hour), so no member passes WeCom's limits.
+    """Per-member send counters, so no member passes WeCom's limits (30 a minute, 1000 an hour).
 
-    Most recipients of a mass send have had nothing this hour: their counters are created in
-    BatchWriteItem calls (cheap, but unconditional). Every later message to a member this hour
-    goes through a conditional update, exact under concurrency. The only inexactness: consumers
-    creating the same member's counter at the same instant count once instead of once each, so
-    the counter can be low by at most ``concurrency - 1``; the limits are lowered by that much
-    (``concurrency`` is ``chalicelib.resources.NOTIFICATIONS_CONCURRENCY``).
+    WeCom counts over sliding windows; the counters here are per calendar minute and hour. Any
+    60-second window overlaps at most two calendar minutes (any hour window two calendar hours),
+    so each calendar bucket gets half the limit: the sliding limit then holds whatever the timing.
+    Every reservation is one conditional UpdateItem (ADD creates the counter), exact under any
+    number of concurrent consumers.
     """
 
-    def __init__(self, per_minute: int, per_hour: int, concurrency: int = 5, threads: int = 8) -> None:
-        slack = max(0, concurrency - 1)
-        self._per_minute = max(1, per_minute - slack)
-        self._per_hour = max(1, per_hour - slack)
+    def __init__(self, per_minute: int, per_hour: int, threads: int = 16) -> None:
+        self._per_minute = max(1, per_minute // 2)
+        self._per_hour = max(1, per_hour // 2)
         self._threads = threads
 
     def reserve(self, userids: Sequence[str], hour: str, minute: str) -> tuple[list[str], list[str]]:
-        """(allowed, deferred) for one send to ``userids`` (distinct) in ``hour`` / ``minute``."""
+        """(allowed, deferred), each in the order given, for one send to ``userids`` (distinct)."""
         if not userids:
             return [], []
-        keys = {u: f"{u}#{hour}" for u in userids}
-        seen = {m.bucket: m for m in MemberRateModel.batch_get(list(keys.values()), consistent_read=True)}
-        allowed: list[str] = []
-        deferred: list[str] = []
-        exact: list[str] = []
-        expires = _now() + timedelta(hours=2)
-        with MemberRateModel.batch_write() as batch:
-            for userid in userids:
-                item = seen.get(keys[userid])
-                if item is None:  # nothing this hour: create the counter
-                    batch.save(MemberRateModel(bucket=keys[userid], total=1, minute=minute, minute_count=1,
-                                               ttl=expires))
-                    allowed.append(userid)
-                elif item.total >= self._per_hour or (item.minute == minute and item.minute_count >= self._per_minute):
-                    deferred.append(userid)
-                else:
-                    exact.append(userid)
-        if exact:
-            with ThreadPoolExecutor(max_workers=min(self._threads, len(exact))) as pool:
-                granted = list(pool.map(lambda u: self._take(keys[u], minute, expires), exact))
-            allowed += [u for u, ok in zip(exact, granted) if ok]
-            deferred += [u for u, ok in zip(exact, granted) if not ok]
-        order = {u: i for i, u in enumerate(userids)}
-        return sorted(allowed, key=order.__getitem__), sorted(deferred, key=order.__getitem__)
+        expires = _now() + timedelta(hours=3)
+        with ThreadPoolExecutor(max_workers=min(self._threads, len(userids))) as pool:
+            granted = list(pool.map(lambda u: self._take(f"{u}#{hour}", minute, expires), userids))
+        return ([u for u, ok in zip(userids, granted) if ok], [u for u, ok in zip(userids, granted) if not ok])
 
     def _take(self, bucket: str, minute: str, expires: datetime) -> bool:
         """One exact, conditional increment; ``False`` when a limit is reached."""
@@ -177,7 +155,7 @@ class MemberRates:
             # the counter already counts this minute
             ([MemberRateModel.total.add(1), MemberRateModel.minute_count.add(1), MemberRateModel.ttl.set(expires)],
              under_hour & (MemberRateModel.minute == minute) & (MemberRateModel.minute_count < self._per_minute)),
-            # first message of this minute
+            # first message of this minute (or of this hour: ADD creates the item)
             ([MemberRateModel.total.add(1), MemberRateModel.minute.set(minute), MemberRateModel.minute_count.set(1),
               MemberRateModel.ttl.set(expires)],
              under_hour & (MemberRateModel.minute.does_not_exist() | (MemberRateModel.minute != minute))),

@@ -191,6 +191,10 @@ def deliver(
     """
     row = outbox.open_part(part.part_key, key=part.key, kind=part.kind, title=part.title,
                            recipients=len(part.recipients))
+    if row.status == "queued" and not row.attempts:
+        # Visible per person from the start, so a message stuck in the queue can be found.
+        outbox.record_deliveries(part.part_key, part.title, dict.fromkeys(part.recipients, "queued"), None,
+                                 campus_date)
     already = set(row.sent_to or ()) | set(row.invalid_users or ())
     pending = [u for u in part.recipients if u not in already]
     if not pending:
@@ -204,14 +208,15 @@ def deliver(
         msgid, invalid = result.msgid, invalid | set(result.invalid_users)
     sent = [u for u in allowed if u not in invalid]
     if deferred:
-        defer(part.model_copy(update={"recipients": tuple(deferred), "attempt": part.attempt + 1}), DEFER_SECONDS)
-    if deferred:
         status = "deferred"
     elif sent or set(row.sent_to or ()):
         status = "sent"
     else:
         status = "invalid_user"
+    # Recorded before anything else can fail, so a redelivery never sends these again.
     outbox.record_attempt(row, status=status, sent=sent, invalid=sorted(invalid), msgid=msgid)
     statuses = {u: "sent" for u in sent} | {u: "invalid_user" for u in invalid} | {u: "deferred" for u in deferred}
     outbox.record_deliveries(part.part_key, part.title, statuses, msgid, campus_date)
+    if deferred:
+        defer(part.model_copy(update={"recipients": tuple(deferred), "attempt": part.attempt + 1}), DEFER_SECONDS)
     return status

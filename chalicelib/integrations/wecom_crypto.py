@@ -48,7 +48,8 @@ class CallbackCrypto:
 
     def verify(self, msg_signature: str, timestamp: str, nonce: str, encrypted: str) -> None:
         expected = self.signature(timestamp, nonce, encrypted)
-        if not hmac.compare_digest(expected, (msg_signature or "").lower()):
+        # Bytes, not str: compare_digest refuses non-ASCII str, and a forged signature may be anything.
+        if not hmac.compare_digest(expected.encode(), (msg_signature or "").lower().encode("utf-8", "replace")):
             raise CallbackError("bad_signature")
 
     def decrypt(self, encrypted: str) -> str:

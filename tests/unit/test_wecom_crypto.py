@@ -16,7 +16,8 @@ CORP = "wx5823bf96d3bd56c7"
 MESSAGES = [
     "<xml><Event><![CDATA[change_contact]]></Event></xml>",
     "<xml><Name><![CDATA[张三，计算机学院]]></Name></xml>",
-    "x" * 32,  # exactly one padding block: the pad is a whole block of 32
+    "x" * 32,  # a 32-byte message
+    "y" * 26,  # 16 + 4 + 26 + 18 (corp id) = 64: the pad is a whole block of 32 bytes
     "",
 ]
 
@@ -59,10 +60,22 @@ def test_the_echostr_check_of_the_url_verification(ours, theirs):
     assert theirs.check_signature(signature, "1409659589", "263014780", echo) == "1616140317555161061"
 
 
-def test_a_bad_signature_is_refused(ours):
+@pytest.mark.parametrize("signature", ["0" * 40, "é" * 40, "", "\x00"])
+def test_a_bad_signature_is_refused(ours, signature):
     encrypted = ours.encrypt("hello")
     with pytest.raises(CallbackError, match="bad_signature"):
-        ours.verify("0" * 40, "1", "n", encrypted)
+        ours.verify(signature, "1", "n", encrypted)
+
+
+def test_the_26_byte_message_really_fills_a_whole_padding_block(ours):
+    import base64 as b64
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = b64.b64decode(AES_KEY + "=")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    plain = decryptor.update(b64.b64decode(ours.encrypt("y" * 26))) + decryptor.finalize()
+    assert len(plain) == 96 and plain[-32:] == bytes([32]) * 32
 
 
 @pytest.mark.parametrize("garbage", ["not base64!", base64.b64encode(b"short").decode(),

@@ -152,13 +152,13 @@ class MemberRates:
         """One exact, conditional increment; ``False`` when a limit is reached."""
         under_hour = MemberRateModel.total.does_not_exist() | (MemberRateModel.total < self._per_hour)
         attempts = (
-            # the counter already counts this minute
-            ([MemberRateModel.total.add(1), MemberRateModel.minute_count.add(1), MemberRateModel.ttl.set(expires)],
-             under_hour & (MemberRateModel.minute == minute) & (MemberRateModel.minute_count < self._per_minute)),
-            # first message of this minute (or of this hour: ADD creates the item)
+            # first message of this minute (or of this hour: ADD creates the item); the usual case
             ([MemberRateModel.total.add(1), MemberRateModel.minute.set(minute), MemberRateModel.minute_count.set(1),
               MemberRateModel.ttl.set(expires)],
              under_hour & (MemberRateModel.minute.does_not_exist() | (MemberRateModel.minute != minute))),
+            # the counter already counts this minute
+            ([MemberRateModel.total.add(1), MemberRateModel.minute_count.add(1), MemberRateModel.ttl.set(expires)],
+             under_hour & (MemberRateModel.minute == minute) & (MemberRateModel.minute_count < self._per_minute)),
         )
         for actions, condition in attempts:
             try:

@@ -16,7 +16,8 @@ import functools
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,15 +27,16 @@ from chalice import Cron, Response
 from chalice.app import CloudWatchEvent, Request, SQSEvent
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
+from pydantic import ValidationError
 
 from chalicelib.api import deps
 from chalicelib.api.routing import Area
-from chalicelib.db.directory import DepartmentModel, DirectoryRepository
+from chalicelib.db.directory import DirectoryRepository
 from chalicelib.db.kv import KeyValueStore
 from chalicelib.domain.wecom_events import (
     ContactChange,
-    Department,
     MalformedEvent,
+    Outcome,
     WeComDirectory,
     accept_callback,
     apply_change,
@@ -195,41 +197,54 @@ def wecom_api() -> WeComDirectory:
     return wecom_client()
 
 
-class WeComDirectoryStore(DirectoryRepository):
-    """The directory repository plus department reads and writes in domain records.
-
-    A stop-gap: these two methods belong in :class:`DirectoryRepository` (requested); until then
-    they live here, next to their only user.
-    """
-
-    def departments(self, dept_ids: Iterable[str]) -> dict[str, Department]:
-        """Departments by id (strongly consistent BatchGetItem); missing ones are absent."""
-        keys = sorted(set(dept_ids))
-        if not keys:
-            return {}
-        return {m.dept_id: Department(m.dept_id, m.name, m.kind)
-                for m in DepartmentModel.batch_get(keys, consistent_read=True)}
-
-    def save_departments(self, departments: Sequence[Department]) -> None:
-        self.put_departments(DepartmentModel(dept_id=d.dept_id, name=d.name, kind=d.kind) for d in departments)
-
-
 @functools.cache
-def wecom_directory() -> WeComDirectoryStore:
-    return WeComDirectoryStore()
+def wecom_directory() -> DirectoryRepository:
+    return DirectoryRepository()
 
 
 @area.blueprint.on_sqs_message(queue=WECOM_EVENTS.name, batch_size=WECOM_EVENTS.batch_size)
 def apply_wecom_changes(event: SQSEvent) -> dict[str, Any]:
-    """Apply queued WeCom directory changes; a failed record is reported alone (retried, then DLQ)."""
-    return process_partial_response(event=event.to_dict(), record_handler=_apply_record,
-                                    processor=BatchProcessor(EventType.SQS), context=event.context)
+    """Apply queued WeCom directory changes; a failed record is reported alone (retried, then DLQ).
+
+    Logs the batch's outcome counts; ``still_active`` counts leavings skipped because WeCom lists
+    the member as active again (an event applied out of order).
+    """
+    outcomes: Counter[str] = Counter()
+
+    def handle(record: SQSRecord) -> None:
+        outcomes[_apply_record(record)] += 1
+
+    try:
+        return process_partial_response(event=event.to_dict(), record_handler=handle,
+                                        processor=BatchProcessor(EventType.SQS), context=event.context)
+    finally:
+        if outcomes["still_active"]:
+            logger.warning("wecom leavings skipped: member active in WeCom",
+                           extra={"skipped_still_active": outcomes["still_active"]})
+        logger.info("wecom changes applied", extra={"outcomes": dict(outcomes)})
 
 
-def _apply_record(record: SQSRecord) -> None:
-    change = ContactChange.from_message(json.loads(record.body))
+def _apply_record(record: SQSRecord) -> Outcome:
+    """Apply one queued change.
+
+    Raises:
+        ValueError: the message is not a change this code understands. Built from pydantic's
+            error locations and messages only: Powertools puts the failure's text and traceback
+            into its BatchProcessingError, and a ValidationError's text carries the input values
+            (names, userids).
+        Conflict, Exception: from :func:`apply_change` (the record is retried, then DLQ).
+    """
+    try:
+        change = ContactChange.from_message(json.loads(record.body))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False, include_context=False)
+        )
+        raise ValueError(f"unusable wecom change ({problems})") from None
     outcome = apply_change(change, wecom_directory(), wecom_api(), deps.audit())
     logger.info("wecom change applied", extra={"change_type": change.change_type, "outcome": outcome})
+    return outcome
 
 
 # 18:30 UTC is 02:30 in Asia/Shanghai: after the day's changes, before anyone's morning report.

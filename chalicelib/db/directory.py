@@ -32,6 +32,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.db.audit import audit_item
 from chalicelib.db.base import TableMeta, TableName, transaction_connection
 from chalicelib.domain.directory import AuditEntry, PersonRecord
+from chalicelib.domain.wecom_events import Department
 from chalicelib.errors import Conflict, NotFound
 
 
@@ -225,6 +226,18 @@ class DirectoryRepository:
     def put_people(self, people: Iterable[PersonModel]) -> int:
         """Bulk upsert of ready models (demo campus loading)."""
         return _batch_put(PersonModel, people)
+
+    def departments(self, dept_ids: Iterable[str]) -> dict[str, Department]:
+        """Departments by id (strongly consistent BatchGetItem), as domain records; missing ones are absent."""
+        keys = sorted(set(dept_ids))
+        if not keys:
+            return {}
+        return {m.dept_id: Department(m.dept_id, m.name, m.kind)
+                for m in DepartmentModel.batch_get(keys, consistent_read=True)}
+
+    def save_departments(self, departments: Sequence[Department]) -> None:
+        """Upsert departments given as domain records (BatchWriteItem)."""
+        self.put_departments(DepartmentModel(dept_id=d.dept_id, name=d.name, kind=d.kind) for d in departments)
 
     def known_departments(self, dept_ids: Iterable[str]) -> set[str]:
         keys = sorted(set(dept_ids))

@@ -20,13 +20,22 @@ How WeCom's directory maps onto ours (the decisions, in one place):
   department (main department, else the first listed) and their status.
 * **Status.** WeCom's 1 (active) and 4 (not yet activated) are ``active``; 2 (disabled) and 5 (quit)
   are ``left``; ``delete_user`` is ``left``. Nobody is ever deleted. Leaving changes authority, so
-  it bumps the token version and ends open sessions. A leaver comes back only through WeCom
-  *adding* them again (``create_user``, confirmed with ``user/get``), the import or an
-  administrator: an ``update_user`` with status 1 does not revive anyone, because callback URLs
-  configured before 2022-08-15 receive every field on every change, so Status=1 arrives with a mere
-  rename and would undo a leaving recorded here.
+  it bumps the token version and ends open sessions. Events arrive out of order (the queue is an
+  SQS standard queue), so before anyone is made to leave by an event (``delete_user``, or a status
+  of 2 or 5) WeCom is asked (``user/get``): if it lists them as active again (deleted and added
+  back, disabled and enabled), the stale event is skipped (outcome ``still_active``). A leaver
+  comes back only through WeCom *adding* them again (``create_user``, confirmed with ``user/get``),
+  the import or an administrator: an ``update_user`` with status 1 does not revive anyone, because
+  callback URLs configured before 2022-08-15 receive every field on every change, so Status=1
+  arrives with a mere rename and would undo a leaving recorded here.
 * **Renames of a userid** (``NewUserID``): the person continues under the new userid (card and ID
   number move with them, as do class counselor assignments); the old record is kept as ``left``.
+  A rename onto a userid the directory already holds for someone else is never merged: it raises
+  :class:`~chalicelib.errors.Conflict` (the record is retried, then lands in the DLQ for a person to
+  review), and nobody's status or identity fields change.
+* **The nightly reconciliation** marks as leavers only people of WeCom's own (numbered)
+  departments. People of import-owned departments are never marked by it: WeCom's listing says
+  nothing about who belongs there (a class is imported whole; its students join WeCom one by one).
 
 Applying a change is idempotent: the result is compared with what is stored and only a difference
 is written (conditionally on the token version read), so a redelivered event changes nothing.
@@ -303,7 +312,7 @@ class AuditLog(Protocol):
     def record_many(self, actor: str, entries: Sequence[AuditEntry]) -> None: ...
 
 
-Outcome = Literal["created", "updated", "left", "renamed", "unchanged", "ignored",
+Outcome = Literal["created", "updated", "left", "renamed", "unchanged", "ignored", "still_active",
                   "department_created", "department_renamed"]
 
 
@@ -311,11 +320,18 @@ def apply_change(change: ContactChange, store: DirectoryStore, wecom: WeComDirec
     """Apply one directory change; applying it again changes nothing.
 
     ``wecom`` is asked (``user/get``) only for what an event cannot tell: the name and department
-    of someone the directory does not know yet, and whether someone WeCom adds back is really
-    active now (so a stale, redelivered ``create_user`` cannot revive a leaver).
+    of someone the directory does not know yet, whether someone WeCom adds back is really active
+    now (so a stale, redelivered ``create_user`` cannot revive a leaver), and whether someone an
+    event makes leave is really gone (so a ``delete_user`` applied after the ``create_user`` that
+    followed it cannot end an active member).
+
+    Returns:
+        What happened; ``still_active``: the event would make someone leave whom WeCom lists as
+        active now, so it was skipped (nothing written).
 
     Raises:
-        Conflict: the person changed meanwhile (nothing written): retry the change.
+        Conflict: the person changed meanwhile (nothing written): retry the change. Also a rename
+            onto a userid that already belongs to someone else (nothing written: for manual review).
         Exception: whatever the store or ``wecom`` raise (the queue retries the change).
     """
     if change.change_type in PARTY_CHANGES:
@@ -324,6 +340,10 @@ def apply_change(change: ContactChange, store: DirectoryStore, wecom: WeComDirec
         before = store.get_person(change.userid, consistent=True)  # type: ignore[arg-type]
         if before is None:
             return "ignored"
+        if before.status == "left":
+            return "unchanged"
+        if still_active(wecom, before.userid):
+            return "still_active"
         return _commit_one(before, _leave(before), store, audit)
     if change.new_userid and change.new_userid != change.userid:
         return _rename(change, store, wecom, audit)
@@ -344,9 +364,24 @@ def _apply_user(change: ContactChange, store: DirectoryStore, wecom: WeComDirect
         member = wecom.user_get(userid)
         if member is not None and member.get("status") in ACTIVE_STATUSES:
             return _commit_one(before, merge_member(before, member, revive=True), store, audit)
+    if change.status in LEFT_STATUSES and before.status != "left" and still_active(wecom, userid):
+        # The whole event is out of date: whatever else it says predates WeCom's current state.
+        return "still_active"
     after = merge(before, name=change.name, status=change.status,
                   department=target_department(before, change.main_department, change.departments))
     return _commit_one(before, after, store, audit)
+
+
+def still_active(wecom: WeComDirectory, userid: str) -> bool:
+    """Whether WeCom lists ``userid`` as an active member now (status 1 or 4).
+
+    Not found, disabled (2) or quit (5) is not active: the leaving an event reports stands.
+
+    Raises:
+        Exception: whatever ``wecom`` raises (the change is retried rather than guessed).
+    """
+    member = wecom.user_get(userid)
+    return member is not None and member.get("status") in ACTIVE_STATUSES
 
 
 def _rename(change: ContactChange, store: DirectoryStore, wecom: WeComDirectory, audit: AuditLog) -> Outcome:
@@ -357,26 +392,28 @@ def _rename(change: ContactChange, store: DirectoryStore, wecom: WeComDirectory,
     if old is None or (current is not None and old.status == "left"):
         # Renamed already (a redelivery), or never known under the old id: an update of the new id.
         return _apply_user(change.model_copy(update={"userid": new_id, "new_userid": None}), store, wecom, audit)
-    if current is None:
-        # The person continues under the new id: everything moves, identity documents included, so
-        # a card or ID number still finds exactly one person.
-        current = replace(old, userid=new_id, token_version=0)
-        base: PersonRecord | None = None
-    else:
-        base = current
-    after = merge(current, name=change.name, status=change.status,
-                  department=target_department(current, change.main_department, change.departments))
+    if current is not None:
+        # The new userid belongs to someone else here (a leaver, say). Merging would end an active
+        # person or drop identity documents; which record is right is for a person to decide.
+        # The message names no userid: it reaches the logs.
+        raise Conflict("The new userid of a WeCom rename already exists in the directory; review it by hand.")
+    if change.status in LEFT_STATUSES and old.status != "left" and still_active(wecom, new_id):
+        return "still_active"
+    # The person continues under the new id: everything moves, identity documents included, so
+    # a card or ID number still finds exactly one person.
+    moved = replace(old, userid=new_id, token_version=0)
+    after = merge(moved, name=change.name, status=change.status,
+                  department=target_department(moved, change.main_department, change.departments))
     retired = replace(_leave(old), card_no=None, id_number_sealed=None, id_number_masked=None, id_lookup=None)
     _ensure_departments([after.department], store, audit, WECOM_ACTOR)
-    lost = store.save_people([(after, base.token_version if base else None), (retired, old.token_version)])
+    lost = store.save_people([(after, None), (retired, old.token_version)])
     if lost:
         raise Conflict("The person changed while being renamed; retry.")
     moves = {class_id: ({new_id}, {old_id}) for class_id in old.counselor_of & after.counselor_of}
     store.move_counselors(moves)
     audit.record_many(WECOM_ACTOR, [
         AuditEntry(f"person#{old_id}", "person.renamed", {"userid": [old_id, new_id], "status": [old.status, "left"]}),
-        AuditEntry(f"person#{new_id}", "person.create" if base is None else "person.change",
-                   {"renamed_from": old_id, **authority_diff(base, after)}),
+        AuditEntry(f"person#{new_id}", "person.create", {"renamed_from": old_id, **authority_diff(None, after)}),
     ])
     return "renamed"
 
@@ -597,10 +634,13 @@ def sync_directory(
        of listed members found elsewhere by key): never a Scan. Members the directory lacks, and
        non-students whose directory department is not among their WeCom departments, are looked up
        (``user/get``) and added or updated; members unchanged by that measure are not looked up.
-    3. Active people the directory has in those departments and WeCom does not list are ``left``.
-       If that would be more than ``max_leaver_share`` of them (and more than ``leaver_floor``
-       people), nobody is marked and ``leavers_withheld`` says how many: a truncated listing or an
-       app whose visible range shrank must not end thousands of sessions at 02:30.
+    3. Active people of the WeCom departments (numbered, listed by ``department/simplelist``)
+       whom WeCom does not list are ``left``. People of import-owned departments are never marked:
+       WeCom's listing says nothing about them (a class imported whole joins WeCom one by one).
+       If that would be more than ``max_leaver_share`` of the active people of the WeCom
+       departments (and more than ``leaver_floor`` people), nobody is marked and
+       ``leavers_withheld`` says how many: a truncated listing or an app whose visible range
+       shrank must not end thousands of sessions at 02:30.
 
     Raises:
         SyncAborted: WeCom listed no member at all (nothing about people is changed).
@@ -622,7 +662,8 @@ def sync_directory(
     if not listed:
         raise SyncAborted("WeCom listed no members; the directory was left as it is")
 
-    directory = _read_directory(store, [dept_id_of(d) for d in sorted(wecom_departments)], listed)
+    wecom_dept_ids = {dept_id_of(d) for d in wecom_departments}
+    directory = _read_directory(store, sorted(wecom_dept_ids), listed)
     report.directory_people = len(directory)
 
     pairs: list[tuple[PersonRecord | None, PersonRecord]] = []
@@ -647,8 +688,10 @@ def sync_directory(
             continue
         pairs.append((before, after))
 
-    leavers = [p for p in directory.values() if p.status == "active" and p.userid not in listed]
-    active = sum(1 for p in directory.values() if p.status == "active")
+    # Only WeCom's own departments: their members are exactly whom WeCom lists there.
+    owned = [p for p in directory.values() if p.status == "active" and p.department in wecom_dept_ids]
+    leavers = [p for p in owned if p.userid not in listed]
+    active = len(owned)
     if len(leavers) > max(leaver_floor, max_leaver_share * active):
         report.leavers_withheld = len(leavers)
         report.notes.append("too many leavers at once: none marked; check the app's visible range in WeCom")
@@ -694,22 +737,13 @@ def _sync_departments(listing: Sequence[Mapping[str, Any]], store: DirectoryStor
 
 def _read_directory(store: DirectoryStore, dept_ids: Sequence[str], listed: Mapping[str, set[int]]
                     ) -> dict[str, PersonRecord]:
-    """The directory people to compare: the WeCom departments' members, then, for listed members
-    found in no WeCom department, their own departments' members (import-owned departments)."""
+    """The directory people to compare: the WeCom departments' members, plus the listed members
+    found in no WeCom department, read by key (their colleagues there are not WeCom's to judge)."""
     people: dict[str, PersonRecord] = {}
-    read: set[str] = set()
-
-    def read_department(dept_id: str) -> None:
-        read.add(dept_id)
+    for dept_id in dept_ids:
         for person in store.members_of_department(dept_id):
             people[person.userid] = person
-
-    for dept_id in dept_ids:
-        read_department(dept_id)
-    elsewhere = store.get_people(sorted(set(listed) - set(people)))
-    for dept_id in sorted({p.department for p in elsewhere.values()} - read):
-        read_department(dept_id)
-    people.update({userid: p for userid, p in elsewhere.items() if userid not in people})
+    people.update(store.get_people(sorted(set(listed) - set(people))))
     return people
 
 

@@ -354,6 +354,56 @@ def test_a_change_needing_wecom_fails_its_record_while_wecom_is_down(client, mon
     assert campus.get_person("newbie") is None
 
 
+def test_a_delete_applied_after_the_re_add_leaves_the_member_active(client, queues, wecom, campus, caplog):
+    # Given WeCom deleted lisi and added her again, and the consumer gets create_user first
+    wecom.members["lisi"] = {"name": "李四", "department": [2], "main_department": 2, "status": 1}
+    for plaintext in (event_xml("create_user", UserID="lisi", Department="2"),
+                      event_xml("delete_user", UserID="lisi")):
+        path, body = sealed_request(plaintext)
+        assert post(client, path, body).status_code == 200
+    create, delete = queued()
+    assert deliver(client, [create]) == {"batchItemFailures": []}
+    # When the older delete_user is applied after it
+    assert deliver(client, [delete]) == {"batchItemFailures": []}
+    # Then WeCom still lists lisi as active: she stays active, and the skip is counted in the logs
+    lisi = campus.get_person("lisi")
+    assert (lisi.status, lisi.token_version) == ("active", 0)
+    skipped = [r for r in caplog.records if getattr(r, "skipped_still_active", None)]
+    assert [r.skipped_still_active for r in skipped] == [1]
+
+
+def test_a_rename_onto_an_existing_userid_fails_its_record_and_changes_nobody(client, wecom, campus):
+    # Given lisi (with a card) and a leaver whose record holds the userid WeCom renames lisi to
+    campus.put_people([PersonModel(userid="lisi", name="李四", person_type="staff", department="2", card_no="T100"),
+                       PersonModel(userid="li.si", name="李思", person_type="staff", department="3", status="left",
+                                   card_no="T200", token_version=4)])
+    rename = json.dumps({"event": "change_contact", "change_type": "update_user", "userid": "lisi",
+                         "new_userid": "li.si"})
+    good = json.dumps({"event": "change_contact", "change_type": "update_user", "userid": "wangwu", "name": "王武"})
+    event = sqs_event([rename, good], queue_name=WECOM_EVENTS.name)
+    # When the consumer runs
+    payload = client.lambda_.invoke("apply_wecom_changes", event).payload
+    # Then the rename's record fails (retried, then the DLQ for review) and nothing is merged
+    assert payload == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    lisi, other = campus.get_person("lisi"), campus.get_person("li.si")
+    assert (lisi.status, lisi.card_no, lisi.token_version) == ("active", "T100", 0)
+    assert (other.status, other.card_no, other.name, other.token_version) == ("left", "T200", "李思", 4)
+    assert campus.get_person("wangwu").name == "王武"
+
+
+def test_a_record_the_consumer_cannot_read_fails_without_its_values_in_the_error(client, wecom, campus):
+    # Given only unreadable records (every record failing makes Powertools raise with their tracebacks)
+    poison = json.dumps({"event": "change_contact", "change_type": "update_user", "userid": "zhang san 张三",
+                         "name": "张三", "departments": [0]})
+    event = sqs_event([poison], queue_name=WECOM_EVENTS.name)
+    with pytest.raises(Exception) as failed:
+        client.lambda_.invoke("apply_wecom_changes", event)
+    # Then the error names the fields and the problems, never the values
+    text = str(failed.value)
+    assert "userid" in text and "departments" in text
+    assert "张三" not in text and "zhang san" not in text and "input_value" not in text
+
+
 def test_the_events_folder_has_the_samples():
     names = {p.name for p in (PROJECT_DIR / "events").glob("wecom_*.json")}
     assert {"wecom_events_change_contact.json", "wecom_scheduled_sync_wecom_directory.json"} <= names

@@ -116,16 +116,25 @@ def test_a_second_run_writes_nothing(client, campus, wecom):
     assert (report["people_created"], report["people_updated"], report["people_left"]) == (0, 0, 0)
 
 
-def test_people_of_import_owned_departments_keep_their_department(client, campus, wecom):
-    # Given a department imported under the campus's own code, with a student and a teacher
+def test_people_of_import_owned_departments_keep_their_department_and_are_never_marked_left(client, campus, wecom):
+    # Given a department imported under the campus's own code, with a teacher and a class of which
+    # only one student has joined WeCom so far
     campus.put_departments([DepartmentModel(dept_id="cs", name="计算机学院", kind="college")])
     campus.put_people([PersonModel(userid="fdy09", name="吴辅导", person_type="staff", department="cs"),
-                       PersonModel(userid="gone09", name="已走", person_type="staff", department="cs")])
+                       PersonModel(userid="gone09", name="未加入", person_type="staff", department="cs"),
+                       *(PersonModel(userid=f"s2101{n:02d}", name=f"学生{n}", person_type="student", department="cs",
+                                     class_id="cs2101") for n in range(1, 6))])
     wecom.members["fdy09"] = member("吴辅导", 2)
-    sync(client)
+    wecom.members["s210101"] = member("学生1", 2)
+    student_session = login(client, "s210102")
+    # When the nightly sync runs
+    report = sync(client)
+    # Then they keep their department, and nobody there is marked left (only t002, of WeCom's own)
     assert campus.get_person("fdy09").department == "cs"
-    # Leavers there are found through a colleague WeCom still lists
-    assert campus.get_person("gone09").status == "left"
+    imported = ["fdy09", "gone09", *(f"s2101{n:02d}" for n in range(1, 6))]
+    assert {campus.get_person(u).status for u in imported} == {"active"}
+    assert report["people_left"] == 1 and campus.get_person("t002").status == "left"
+    assert call(client, "GET", "/me", student_session)[0] == 200
 
 
 def test_an_empty_wecom_listing_changes_nobody(client, campus, monkeypatch):

@@ -312,6 +312,47 @@ def test_a_leaver_wecom_adds_again_comes_back_once_wecom_confirms():
         ("active", "3", 4)
 
 
+def test_a_delete_applied_after_the_re_add_that_followed_it_is_skipped():
+    # Given WeCom deleted lisi and added her again, and the queue hands over create_user first
+    store, audit = FakeStore([staff("lisi", name="李四", token_version=2)], CAMPUS), FakeAudit()
+    wecom = FakeWeCom({"lisi": member("李四", 2)})
+    assert apply_change(change("create_user", userid="lisi"), store, wecom, audit) == "unchanged"
+    # When the older delete_user arrives
+    outcome = apply_change(change("delete_user", userid="lisi"), store, wecom, audit)
+    # Then WeCom, asked, still lists her as active: the stale delete is skipped, nothing written
+    assert outcome == "still_active"
+    assert (store.people["lisi"].status, store.people["lisi"].token_version) == ("active", 2)
+    assert store.writes == 0 and audit.entries == [] and wecom.lookups == ["lisi"]
+
+
+@pytest.mark.parametrize("wecom_status", [1, 4])
+def test_an_update_that_makes_someone_leave_is_skipped_while_wecom_lists_them_active(wecom_status):
+    # Given lisi was disabled and enabled again, and the disabling update arrives last
+    store = FakeStore([staff("lisi", name="李四")], CAMPUS)
+    wecom = FakeWeCom({"lisi": member("李四", 2, status=wecom_status)})
+    outcome = apply_change(change("update_user", userid="lisi", name="旧名", status=2), store, wecom, FakeAudit())
+    assert outcome == "still_active"
+    assert (store.people["lisi"].status, store.people["lisi"].name, store.writes) == ("active", "李四", 0)
+
+
+@pytest.mark.parametrize("wecom_status", [2, 5, None])
+def test_a_leaving_wecom_confirms_is_applied(wecom_status):
+    # None: WeCom no longer has the member at all
+    store = FakeStore([staff("lisi")], CAMPUS)
+    wecom = FakeWeCom({} if wecom_status is None else {"lisi": member("李四", 2, status=wecom_status)})
+    assert apply_change(change("update_user", userid="lisi", status=5), store, wecom, FakeAudit()) == "left"
+    assert apply_change(change("delete_user", userid="lisi"), store, wecom, FakeAudit()) == "unchanged"
+    assert store.people["lisi"].status == "left"
+
+
+def test_a_leaving_is_retried_not_guessed_when_wecom_cannot_confirm_it():
+    store, wecom = FakeStore([staff("lisi")], CAMPUS), FakeWeCom({})
+    wecom.failing.add("lisi")
+    with pytest.raises(RuntimeError):
+        apply_change(change("delete_user", userid="lisi"), store, wecom, FakeAudit())
+    assert store.people["lisi"].status == "active" and store.writes == 0
+
+
 def test_delete_user_marks_left_never_deletes_and_is_idempotent():
     store, audit = FakeStore([staff("wangwu", token_version=2)], CAMPUS), FakeAudit()
     assert apply_change(change("delete_user", userid="wangwu"), store, FakeWeCom(), audit) == "left"
@@ -347,6 +388,31 @@ def test_a_new_userid_continues_the_person_and_retires_the_old_record():
     assert (retired.status, retired.token_version, retired.card_no, retired.id_lookup) == ("left", 3, None, None)
     assert store.counselors["c1"] == {"li.si"}
     assert ("person#lisi", "person.renamed") in audit.actions()
+
+
+@pytest.mark.parametrize("existing_status", ["left", "active"])
+def test_a_rename_onto_a_userid_the_directory_already_holds_is_refused_for_review(existing_status):
+    # Given an active person with card and ID number, and another record under the target userid
+    lisi = staff("lisi", token_version=2, card_no="T1", id_number_sealed="sealed", id_number_masked="m",
+                 id_lookup="k", counselor_of=frozenset({"c1"}))
+    other = staff("li.si", name="另一个李四", status=existing_status, token_version=5, card_no="T9", id_lookup="k9")
+    store, audit = FakeStore([lisi, other], CAMPUS), FakeAudit()
+    store.counselors["c1"] = {"lisi"}
+    # When WeCom renames lisi to li.si
+    with pytest.raises(Conflict) as refused:
+        apply_change(change("update_user", userid="lisi", new_userid="li.si", name="李四"), store, FakeWeCom(), audit)
+    # Then nothing is merged or written: both records stay whole (the record goes to the DLQ for review)
+    assert store.people == {"lisi": lisi, "li.si": other}
+    assert store.writes == 0 and audit.entries == [] and store.counselors["c1"] == {"lisi"}
+    assert "lisi" not in str(refused.value) and "li.si" not in str(refused.value)
+
+
+def test_a_rename_that_also_makes_someone_leave_is_skipped_while_wecom_lists_them_active():
+    store = FakeStore([staff("lisi", card_no="T1")], CAMPUS)
+    wecom = FakeWeCom({"li.si": member("李四", 2)})
+    outcome = apply_change(change("update_user", userid="lisi", new_userid="li.si", status=5), store, wecom,
+                           FakeAudit())
+    assert outcome == "still_active" and set(store.people) == {"lisi"} and store.writes == 0
 
 
 def test_a_change_that_loses_a_race_is_retried_not_forced():
@@ -416,10 +482,29 @@ def test_a_second_sync_finds_nothing_to_do():
     assert (report.people_created, report.people_updated, report.people_left, report.departments_created) == (0,) * 4
 
 
-def test_leavers_in_import_owned_departments_are_found_through_their_colleagues():
-    store = FakeStore([staff("imp", "cs"), staff("imp-gone", "cs")], CAMPUS)
-    sync_directory(FakeWeCom({"imp": member("imp", 2)}, departments=[1, 2]), store, FakeAudit())
-    assert store.people["imp-gone"].status == "left" and store.people["imp"].status == "active"
+def test_the_sync_never_marks_leavers_in_import_owned_departments():
+    # Given an imported class (department cs) of which only one student has joined WeCom so far,
+    # an imported teacher not in WeCom, and a WeCom department member who is gone from WeCom
+    store = FakeStore([student("s1", "cs", "cs2101"), student("s2", "cs", "cs2101"), student("s3", "cs", "cs2101"),
+                       staff("imp-teacher", "cs"), staff("a", "2"), staff("gone", "2")], CAMPUS)
+    wecom = FakeWeCom({"s1": member("s1同学", 2), "a": member("a的名字", 2)}, departments=[1, 2])
+    # When the nightly sync runs
+    report = sync_directory(wecom, store, FakeAudit())
+    # Then nobody of the import-owned department is marked left: WeCom's listing says nothing about them
+    assert {u: store.people[u].status for u in ("s1", "s2", "s3", "imp-teacher")} == dict.fromkeys(
+        ("s1", "s2", "s3", "imp-teacher"), "active")
+    assert store.people["s1"].department == "cs"
+    # And a member of WeCom's own department whom WeCom no longer lists still is
+    assert store.people["gone"].status == "left" and report.people_left == 1
+
+
+def test_a_second_night_still_leaves_the_imported_class_alone():
+    store = FakeStore([student(f"s{n}", "cs", "cs2101") for n in range(30)], CAMPUS)
+    wecom = FakeWeCom({"s0": member("s0同学", 2)}, departments=[1, 2])
+    for _ in range(2):
+        report = sync_directory(wecom, store, FakeAudit())
+        assert report.people_left == 0 and report.leavers_withheld == 0
+    assert all(p.status == "active" for p in store.people.values())
 
 
 def test_a_mass_departure_is_withheld_not_applied():

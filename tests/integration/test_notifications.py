@@ -165,9 +165,16 @@ def fake_wecom(monkeypatch):
 
 def test_a_token_expiring_mid_batch_is_refreshed_once_and_the_batch_completes(client, fake_wecom, queues):
     parts = [split(Notification(key=f"k:t{n}", recipients=("s001", "s002"), body=f"第{n}条"))[0] for n in range(3)]
-    invoke(client, event_of(parts[0]))
-    fake_wecom.expire_tokens()  # WeCom now answers 42001 to the token every container holds
-    assert invoke(client, event_of(*parts[1:])) == {"batchItemFailures": []}
+    answer = fake_wecom.answer
+
+    def expire_after_the_first_send(path, params, method="GET", body=None):
+        result = answer(path, params, method, body)
+        if path.endswith("/message/send") and len(fake_wecom.sent) == 1:
+            fake_wecom.expire_tokens()  # WeCom now answers 42001 to the token every container holds
+        return result
+
+    fake_wecom.answer = expire_after_the_first_send
+    assert invoke(client, event_of(*parts)) == {"batchItemFailures": []}
     assert [s["payload"]["textcard"]["description"] for s in fake_wecom.sent] == ["第0条", "第1条", "第2条"]
     assert sum(1 for path, _ in fake_wecom.calls if path.endswith("/gettoken")) == 2
 

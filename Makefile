@@ -10,13 +10,14 @@ STAMP  := $(VENV)/.installed
 PORT        ?= 8000
 DEMO_PEOPLE ?= 1000
 
-.PHONY: run test test-unit test-integration test-e2e test-flood fire import demo-csv bench-import clean help
+.PHONY: run test test-unit test-integration test-e2e test-flood fire wecom-callback import demo-csv bench-import clean help
 
 help:
 	@echo "make run                 start the local stack on 127.0.0.1:$(PORT) (PORT, DEMO_PEOPLE override)"
 	@echo "make test                install into .venv and run the whole test suite"
 	@echo "make fire JOB=<name>     run one scheduled job now against the running stack"
 	@echo "make import FILE=x.csv   import people into the running stack (any size, batches of 1000)"
+	@echo "make wecom-callback CHANGE=update_user USERID=s001 NAME=x   play WeCom: a signed contact change"
 	@echo "make demo-csv N=16022 FILE=people.csv   write a generated import file"
 	@echo "make bench-import        time a 16,022-row import through a fresh local stack"
 	@echo "make test-unit | test-integration | test-e2e   one layer of the suite"
@@ -33,6 +34,10 @@ run: $(STAMP)
 fire: $(STAMP)
 	@test -n "$(JOB)" || { echo "usage: make fire JOB=<scheduled function name>"; exit 2; }
 	$(PY) -m infra.local fire $(JOB)
+
+wecom-callback: $(STAMP)
+	@test -n "$(CHANGE)" -a -n "$(USERID)" || { echo "usage: make wecom-callback CHANGE=delete_user USERID=s020 [NAME=...]"; exit 2; }
+	$(PY) -m infra.local wecom-callback $(CHANGE) $(USERID) $(if $(NAME),--name "$(NAME)")
 
 import: $(STAMP)
 	@test -n "$(FILE)" || { echo "usage: make import FILE=people.csv"; exit 2; }

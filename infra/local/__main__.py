@@ -16,6 +16,7 @@ from pathlib import Path
 from chalice.local import LambdaContext
 
 from infra.local import aws
+from infra.local.fake_wecom import FakeWeCom
 from infra.local.lambda_events import rule_arn, scheduled_event
 from infra.local.log import log
 from infra.local.scheduler import scheduled_sources
@@ -35,7 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     fire = commands.add_parser("fire", help="run a scheduled job now against the running stack")
     fire.add_argument("job")
     fire.add_argument("--state-file", type=Path, default=STATE_FILE)
+    callback = commands.add_parser("wecom-callback", help="send the running stack a signed WeCom contact change")
+    callback.add_argument("change", choices=["create_user", "update_user", "delete_user"])
+    callback.add_argument("userid")
+    callback.add_argument("--name", help="the new name (update_user / create_user)")
+    callback.add_argument("--state-file", type=Path, default=STATE_FILE)
     args = parser.parse_args(argv)
+    if args.command == "wecom-callback":
+        return send_wecom_callback(args.change, args.userid, args.name, args.state_file)
     if args.command == "run":
         return run_stack(
             StackOptions(
@@ -95,6 +103,25 @@ def fire_job(job: str, state_file: Path) -> int:
     result = app.handler_map[job](event, LambdaContext(name, memory_size=256, max_runtime_ms=900_000))
     log(f"{job} finished: {result!r}")
     return 0
+
+
+def send_wecom_callback(change: str, userid: str, name: str | None, state_file: Path) -> int:
+    """Play WeCom: sign and encrypt a ``change_contact`` event and post it to the running stack."""
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        print("The local stack is not running: start it with `make run` first.", file=sys.stderr)
+        return 2
+    config = json.loads((Path(state.get("project_dir", PROJECT_DIR)) / ".chalice" / "config.json").read_text())
+    env = {**config.get("environment_variables", {}), **config["stages"]["local"]["environment_variables"]}
+    fields = f"<UserID><![CDATA[{userid}]]></UserID>" + (f"<Name><![CDATA[{name}]]></Name>" if name else "")
+    event = (f"<xml><ToUserName><![CDATA[{env['WECOM_CORP_ID']}]]></ToUserName><FromUserName><![CDATA[sys]]>"
+             f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+             f"<Event><![CDATA[change_contact]]></Event><ChangeType><![CDATA[{change}]]></ChangeType>{fields}</xml>")
+    peer = FakeWeCom(env["WECOM_CORP_ID"], env["WECOM_SECRET"], agent_id=env.get("WECOM_AGENT_ID", ""))
+    answer = peer.send_callback(state["api_url"], event, env["WECOM_TOKEN"], env["WECOM_ENCODING_AES_KEY"])
+    log(f"{change} {userid}: HTTP {answer.status_code} {answer.text[:200]}")
+    return 0 if answer.status_code == 200 else 1
 
 
 def _answers(api_url: str) -> None:

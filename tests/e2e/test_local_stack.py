@@ -130,3 +130,22 @@ def test_make_run_serves_on_the_port_given(tmp_path):
         assert requests.get(f"{running.url}/openapi.json", timeout=5).status_code == 200
     finally:
         assert running.stop() < 5
+
+
+def test_make_wecom_callback_plays_wecom_against_the_stack(stack):
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.local", "wecom-callback", "update_user", "t002", "--name", "马老师（新）",
+         "--state-file", str(stack.state_file)],
+        cwd=PROJECT_DIR, env=clean_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HTTP 200 success" in result.stderr
+    # Then the consumer applies it to the directory within seconds
+    admin = requests.post(f"{stack.url}/auth/dev-login", json={"userid": "admin"}, timeout=10).json()["token"]
+    deadline = time.monotonic() + 30
+    name = None
+    while time.monotonic() < deadline and name != "马老师（新）":
+        name = requests.get(f"{stack.url}/admin/people/t002", headers={"Authorization": f"Bearer {admin}"},
+                            timeout=10).json()["name"]
+        time.sleep(0.3)
+    assert name == "马老师（新）"

@@ -20,7 +20,11 @@ Kind = Literal["text", "textcard", "markdown"]
 
 
 class Notification(BaseModel):
-    """One message to some people. ``key`` makes it idempotent: the same key is sent once."""
+    """One message to some people. ``key`` makes it idempotent: the same key is sent once.
+
+    The key is logged and stored in the outbox: build it from record ids (``leave:<application
+    id>:approved``), never from names, userids or other personal data.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,7 +1,7 @@
 """Flood: 5,000 notifications to a 16,022-person campus through the real consumer (moto + mocked
 WeCom HTTP), with the clock moved minute by minute as deferred parts come due.
 
-Slow (about six minutes on two cores, most of it moto): run with `make test-flood`; `make test`
+Slow (about 15 minutes on two cores, most of it moto): run with `make test-flood`; `make test`
 leaves it out. FLOOD_NOTIFICATIONS=300 gives a quick run of the same checks.
 """
 

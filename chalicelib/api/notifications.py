@@ -97,4 +97,4 @@ def list_messages(query: MessagesQuery) -> Deliveries:
     day = query.date or datetime.now(settings.tz).date()
     rows = deps.outbox().deliveries(query.userid, day.isoformat())
     return Deliveries(userid=query.userid, date=day, items=[
-        Delivery(message=r.part_key.rsplit("#p", 1)[0], title=r.title, status=r.status, msgid=r.msgid) for r in rows])
+        Delivery(message=r.message, title=r.title, status=r.status, msgid=r.msgid) for r in rows])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from pynamodb.attributes import (
@@ -75,6 +76,14 @@ class MemberRateModel(Model):
     ttl = TTLAttribute()
 
 
+@dataclass(frozen=True)
+class DeliveryRecord:
+    message: str  # the notification key
+    title: str
+    status: str
+    msgid: str | None
+
+
 class OutboxRepository:
     def open_part(self, part_key: str, *, key: str, kind: str, title: str, recipients: int) -> OutboxModel:
         """The outbox row of a part, created (status ``queued``) on first sight."""
@@ -114,8 +123,11 @@ class OutboxRepository:
                 batch.save(DeliveryModel(userid=userid, sort_key=f"{campus_date}#{part_key}", part_key=part_key,
                                          title=title, status=status, msgid=msgid, ttl=at + DELIVERY_RETENTION))
 
-    def deliveries(self, userid: str, campus_date: str, limit: int = 200) -> list[DeliveryModel]:
-        return list(DeliveryModel.query(userid, DeliveryModel.sort_key.startswith(f"{campus_date}#"), limit=limit))
+    def deliveries(self, userid: str, campus_date: str, limit: int = 200) -> list[DeliveryRecord]:
+        """A person's messages of one campus day (at most ``limit``), as plain records."""
+        rows = DeliveryModel.query(userid, DeliveryModel.sort_key.startswith(f"{campus_date}#"), limit=limit)
+        return [DeliveryRecord(message=r.part_key.rsplit("#p", 1)[0], title=r.title, status=r.status, msgid=r.msgid)
+                for r in rows]
 
     def get(self, part_key: str) -> OutboxModel | None:
         try:

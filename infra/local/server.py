@@ -22,7 +22,7 @@ from chalice.local import (
     create_local_server,
 )
 
-from chalicelib.errors import NotFound, render_error
+from chalicelib.errors import MethodNotAllowed, NotFound, render_error
 
 
 class RequestHandler(ChaliceRequestHandler):
@@ -40,6 +40,18 @@ class RequestHandler(ChaliceRequestHandler):
             self._send_http_response(status, headers, json.dumps(body, ensure_ascii=False).encode("utf-8"))
             return
         super()._send_error_response(error)
+
+    def _refuse_method(self) -> None:
+        # Chalice's handler knows GET..OPTIONS; anything else (TRACE, CONNECT, made-up verbs) would
+        # get the stdlib's HTML 501. API Gateway refuses them; answer as the platform does.
+        status, body = render_error(MethodNotAllowed(f"{self.command} is not supported."))
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self._send_http_response(status, {"Content-Type": "application/json; charset=utf-8"}, payload)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):
+            return self._refuse_method
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
         # The app's middleware already writes one JSON access line per request.

@@ -39,6 +39,12 @@ def test_an_unknown_route_is_a_json_404_in_the_platform_shape(stack):
         assert response.json() == {"code": "not_found", "message": f"No route matches {method} /no/such/thing."}
 
 
+def test_methods_chalice_does_not_know_get_a_json_405(stack):
+    for method in ("TRACE", "CONNECT", "BREW"):
+        response = requests.request(method, f"{stack.url}/healthz", timeout=5)
+        assert (response.status_code, response.json()["code"]) == (405, "method_not_allowed")
+
+
 def test_a_wrong_method_or_garbage_body_on_a_known_route_is_a_4xx_never_a_500(stack):
     response = requests.post(f"{stack.url}/healthz", data=b"\xff{{", headers={"Content-Type": "application/json"},
                               timeout=5)

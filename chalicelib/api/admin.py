@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from chalice.app import Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from chalicelib.api import deps
 from chalicelib.api.routing import Area, RequestModel
@@ -24,14 +25,21 @@ class AdminPerson(Profile):
     token_version: int
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # the default (absent) is not a value a client may send
+
+
 class PersonChange(RequestModel):
     """Only these fields can be changed here; identity fields come from the import or WeCom.
     ``class_id`` and ``dept_head_of`` may be set to null to remove them."""
 
-    roles: list[str] | None = Field(None, max_length=20)
-    status: Literal["active", "left"] | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    # Absent means unchanged; null is refused (SkipJsonSchema keeps null out of the documented schema).
+    roles: list[str] | SkipJsonSchema[None] = Field(None, max_length=20, json_schema_extra=_no_default)
+    status: Literal["active", "left"] | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
     class_id: ShortId | None = None
-    counselor_of: list[ShortId] | None = Field(None, max_length=50)
+    counselor_of: list[ShortId] | SkipJsonSchema[None] = Field(None, max_length=50, json_schema_extra=_no_default)
     dept_head_of: ShortId | None = None
 
     @field_validator("roles", "status", "counselor_of", mode="before")
@@ -44,7 +52,8 @@ class PersonChange(RequestModel):
 
 
 class ImportRows(RequestModel):
-    rows: list[dict[str, Any]] = Field(description="People, one object per row (see PersonRow)")
+    rows: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_IMPORT_ROWS,
+                                       description="People, one object per row (see PersonRow)")
     first_line: int = Field(1, ge=1, description="Line number of the first row, for error reports")
 
 

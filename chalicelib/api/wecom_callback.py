@@ -52,7 +52,9 @@ from chalicelib.settings import SettingsError, get_settings
 
 area = Area("wecom")
 
-XML_CONTENT_TYPES = ("text/xml", "application/xml")
+# WeCom posts XML; which Content-Type it sends is not documented, and a request without one is
+# treated by Chalice as application/json: accept them all, the body is parsed as XML regardless.
+XML_CONTENT_TYPES = ("text/xml", "application/xml", "application/json", "text/plain")
 TEXT_PLAIN = "text/plain; charset=utf-8"
 # WeCom's envelopes are a few hundred bytes; anything near this is not WeCom.
 MAX_ENVELOPE_BYTES = 64 * 1024

@@ -22,7 +22,7 @@ from chalice.local import (
     create_local_server,
 )
 
-from chalicelib.errors import MethodNotAllowed, NotFound, render_error
+from chalicelib.errors import GATEWAY_ERRORS, BadRequest, MethodNotAllowed, NotFound, render_error
 
 
 class RequestHandler(ChaliceRequestHandler):
@@ -44,9 +44,27 @@ class RequestHandler(ChaliceRequestHandler):
     def _refuse_method(self) -> None:
         # Chalice's handler knows GET..OPTIONS; anything else (TRACE, CONNECT, made-up verbs) would
         # get the stdlib's HTML 501. API Gateway refuses them; answer as the platform does.
+        self._parse_payload()  # read the body off the connection, or the next request starts inside it
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        try:
+            route = self.local_gateway.event_converter._route_matcher.match_route(self.path)  # noqa: SLF001
+            headers["Allow"] = ", ".join(sorted(self.local_gateway._app_object.routes[route.route]))  # noqa: SLF001
+        except ValueError:
+            pass
         status, body = render_error(MethodNotAllowed(f"{self.command} is not supported."))
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        self._send_http_response(status, {"Content-Type": "application/json; charset=utf-8"}, payload)
+        self._send_http_response(status, headers, json.dumps(body, ensure_ascii=False).encode("utf-8"))
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The stdlib answers unparseable requests (bad request line, oversized headers) in HTML.
+        error_cls = GATEWAY_ERRORS.get(code, BadRequest)
+        status, body = render_error(error_cls())  # the stdlib's message may echo the raw request
+        self.close_connection = True
+        try:
+            self._send_http_response(code if code < 500 else status, {"Content-Type": "application/json; charset=utf-8",
+                                                                       "Connection": "close"},
+                                     json.dumps(body, ensure_ascii=False).encode("utf-8"))
+        except OSError:
+            pass
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("do_"):

@@ -314,7 +314,10 @@ def test_unsigned_requests_and_other_media_types_are_refused(client, queues):
     encrypted = CRYPTO.encrypt(event_xml("delete_user", UserID="lisi"))
     assert_error(post(client, "/wecom/callback", envelope(encrypted)), 401, "unauthorized")
     query = signed_query(encrypted)
-    assert_error(post(client, f"/wecom/callback?{query}", "{}", {"Content-Type": "application/json"}), 415,
+    # The Content-Type WeCom sends is undocumented: the body is parsed as XML whatever it says
+    assert_error(post(client, f"/wecom/callback?{query}", "{}", {"Content-Type": "application/json"}), 400,
+                 "bad_request")
+    assert_error(post(client, f"/wecom/callback?{query}", "<xml/>", {"Content-Type": "image/png"}), 415,
                  "unsupported_media_type")
     assert nothing_written()
 

@@ -186,9 +186,8 @@ def receive_wecom_callback(request: Request) -> Response:
     return text_response("success")
 
 
-@functools.cache
 def replay_guard() -> KeyValueStore:
-    return KeyValueStore()
+    return deps.kv()
 
 
 # -- the consumer and the job -----------------------------------------------------------------
@@ -199,9 +198,8 @@ def wecom_api() -> WeComDirectory:
     return wecom_client()
 
 
-@functools.cache
 def wecom_directory() -> DirectoryRepository:
-    return DirectoryRepository()
+    return deps.directory()
 
 
 @area.blueprint.on_sqs_message(queue=WECOM_EVENTS.name, batch_size=WECOM_EVENTS.batch_size)

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pynamodb.models import Model
 
 from chalicelib.db.audit import AuditModel
-from chalicelib.db.directory import ClassModel, DepartmentModel, PersonModel
+from chalicelib.db.directory import AuthorityModel, ClassModel, DepartmentModel, PersonModel
+from chalicelib.db.hall import MODELS as HALL_MODELS
 from chalicelib.db.kv import KeyValueModel
 from chalicelib.db.messaging import DeliveryModel, MemberRateModel, OutboxModel
 
 TABLE_MODELS: tuple[type[Model], ...] = (
-    DepartmentModel, ClassModel, PersonModel, AuditModel, KeyValueModel, OutboxModel, DeliveryModel, MemberRateModel,
+    DepartmentModel, ClassModel, PersonModel, AuthorityModel, AuditModel, KeyValueModel, OutboxModel, DeliveryModel,
+    MemberRateModel, *HALL_MODELS,
 )
 
 
@@ -55,3 +57,7 @@ NOTIFICATIONS_CONCURRENCY = 5
 WECOM_EVENTS = QueueSpec(key="wecom-events", name="campus-wecom-events")
 
 QUEUES: tuple[QueueSpec, ...] = (NOTIFICATIONS, WECOM_EVENTS)
+
+# S3 buckets, by the setting that names them per stage (names are global in S3, so each stage sets
+# its own). Private; objects are written only through presigned PUTs.
+BUCKET_SETTINGS: tuple[str, ...] = ("uploads_bucket",)

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     wecom_member_per_minute: int = Field(30, ge=2, le=30)
     wecom_member_per_hour: int = Field(1000, ge=2, le=1000)
 
+    # Attachments: the private bucket presigned uploads go to, and their limits.
+    uploads_bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    upload_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    upload_url_minutes: int = Field(15, ge=1, le=60)
+
     @field_validator("campus_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

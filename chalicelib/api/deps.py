@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from chalicelib.db.audit import AuditRepository
 from chalicelib.db.directory import DirectoryRepository
+from chalicelib.db.hall import ApplicationRepository, ServiceRepository, UploadRepository
 from chalicelib.db.kv import KeyValueStore
 from chalicelib.db.messaging import MemberRates, OutboxRepository
+from chalicelib.catalogue import shipped_definitions
+from chalicelib.domain.hall import Catalogue, ServiceHall
 from chalicelib.domain.notifications import Notification, notify
+from chalicelib.domain.uploads import AttachmentCheck
+from chalicelib.integrations import storage
 from chalicelib.integrations.queues import publish_many
 from chalicelib.domain.protection import FieldProtector
 from chalicelib.domain.sessions import SessionTokens
@@ -80,3 +85,35 @@ def protector() -> FieldProtector:
 @functools.lru_cache(maxsize=4)
 def _protector(key: str) -> FieldProtector:
     return FieldProtector(key)
+
+
+@functools.cache
+def uploads() -> UploadRepository:
+    return UploadRepository()
+
+
+@functools.cache
+def catalogue() -> Catalogue:
+    return Catalogue(shipped_definitions(), ServiceRepository())
+
+
+def uploads_bucket() -> str:
+    return get_settings().secret("uploads_bucket")
+
+
+def hall() -> ServiceHall:
+    """The service hall, wired to the stores, the notifications queue and the real clock."""
+    return ServiceHall(
+        catalogue=catalogue(), applications=_applications(), people=directory(),
+        check_attachment=AttachmentCheck(uploads(), lambda key: storage.stat(uploads_bucket(), key)),
+        notify=notifier(), audit=audit(), sealer=protector(), clock=_utc_now,
+    )
+
+
+@functools.cache
+def _applications() -> ApplicationRepository:
+    return ApplicationRepository()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+import base64
+
+from pydantic import BaseModel, Field
+
+from chalicelib.api.routing import RequestModel
 
 from chalicelib.domain.directory import PersonRecord
+from chalicelib.errors import Invalid
 
 
 class PersonSummary(BaseModel):
@@ -42,3 +47,24 @@ class Profile(PersonSummary):
             card_no=person.card_no,
             id_number_masked=person.id_number_masked,
         )
+
+
+class PageQuery(RequestModel):
+    """Paging of lists: ``limit`` per page and the opaque ``next`` cursor of the previous page."""
+
+    limit: int = Field(50, ge=1, le=200)
+    next: str | None = Field(None, max_length=400, description="Cursor from the previous page")
+
+    def position(self) -> str | None:
+        """The decoded cursor. Raises: Invalid when it is not one we handed out."""
+        if self.next is None:
+            return None
+        try:
+            return base64.urlsafe_b64decode(self.next.encode("ascii") + b"==").decode("utf-8")
+        except (ValueError, UnicodeError):
+            raise Invalid("The cursor is not valid.", {"next": "not a cursor from a previous page"}) from None
+
+
+def cursor(position: str | None) -> str | None:
+    """The opaque form of a page position."""
+    return base64.urlsafe_b64encode(position.encode("utf-8")).decode("ascii").rstrip("=") if position else None

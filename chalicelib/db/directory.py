@@ -7,6 +7,9 @@ Access patterns and the keys that serve them (no Scan anywhere):
 * students of a class, in userid order         -> ``people`` GSI ``by_class`` (sparse: students only)
 * a person by ID-card number (door events)     -> ``people`` GSI ``by_id_lookup`` (keyed hash, sparse)
 * a department / a class (with its counselors) -> ``departments`` / ``classes`` tables, hash key
+* who holds an approval authority                -> ``authorities`` table (``role:hr``, ``dept_head:cs``,
+  ``counselor:cs2001``), written with every person; a row outlives a lost authority harmlessly,
+  because :meth:`DirectoryRepository.holders` checks each holder against their current record
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.db.audit import audit_item
 from chalicelib.db.base import TableMeta, TableName, transaction_connection
+from chalicelib.domain.access import authorities
 from chalicelib.domain.directory import AuditEntry, PersonRecord
 from chalicelib.domain.wecom_events import Department
 from chalicelib.errors import Conflict, NotFound
@@ -110,6 +114,16 @@ class PersonModel(Model):
     by_id_lookup = ByIdLookup()
 
 
+class AuthorityModel(Model):
+    """Who holds an approval authority (see :func:`chalicelib.domain.access.authorities`)."""
+
+    class Meta(TableMeta):
+        table_name = TableName("authorities")
+
+    authority = UnicodeAttribute(hash_key=True)
+    userid = UnicodeAttribute(range_key=True)
+
+
 _SET_FIELDS = ("roles", "counselor_of")
 
 
@@ -175,10 +189,12 @@ class DirectoryRepository:
 
         _batch_put(PersonModel, (to_model(record) for record, expected in changes if expected is None))
         updates = [change for change in changes if change[1] is not None]
-        if not updates:
-            return set()
-        with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(updates))) as pool:
-            return {userid for userid in pool.map(put, updates) if userid}
+        lost: set[str] = set()
+        if updates:
+            with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(updates))) as pool:
+                lost = {userid for userid in pool.map(put, updates) if userid}
+        self.index_authorities(record for record, _ in changes if record.userid not in lost)
+        return lost
 
     def commit_person_change(
         self,
@@ -209,6 +225,7 @@ class DirectoryRepository:
             if any(r is not None and r.code == "ConditionalCheckFailed" for r in reasons):
                 raise NotFound("A class in counselor_of does not exist.") from None
             raise
+        self.index_authorities([person])
 
     def members_of_department(self, dept_id: str) -> Iterator[PersonRecord]:
         return (to_record(m) for m in PersonModel.by_department.query(dept_id))
@@ -225,7 +242,29 @@ class DirectoryRepository:
 
     def put_people(self, people: Iterable[PersonModel]) -> int:
         """Bulk upsert of ready models (demo campus loading)."""
-        return _batch_put(PersonModel, people)
+        models = list(people)
+        self.index_authorities(to_record(m) for m in models)
+        return _batch_put(PersonModel, models)
+
+    # -- approval authorities -------------------------------------------------------------------
+    def index_authorities(self, people: Iterable[PersonRecord]) -> None:
+        """Record the authorities these people hold beyond their own userid (idempotent puts).
+
+        Most people hold none, so this is usually no write at all.
+        """
+        _batch_put(AuthorityModel, (AuthorityModel(authority=key, userid=person.userid)
+                                    for person in people if person.status == "active"
+                                    for key in authorities(person.actor()) if not key.startswith("user:")))
+
+    def holders(self, authority: str) -> list[str]:
+        """The active people who hold ``authority`` now, in userid order."""
+        if authority.startswith("user:"):
+            person = self.get_person(authority[5:])
+            return [person.userid] if person is not None and person.status == "active" else []
+        candidates = [row.userid for row in AuthorityModel.query(authority)]
+        people = self.get_people(candidates)
+        return sorted(userid for userid, person in people.items()
+                      if person.status == "active" and authority in authorities(person.actor()))
 
     def departments(self, dept_ids: Iterable[str]) -> dict[str, Department]:
         """Departments by id (strongly consistent BatchGetItem), as domain records; missing ones are absent."""

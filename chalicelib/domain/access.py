@@ -130,6 +130,20 @@ def require(actor: Actor, action: Action, subject: Subject) -> None:
         raise NotFound("No such person in your scope.")
 
 
+def authorities(actor: Actor) -> frozenset[str]:
+    """The approval authorities ``actor`` holds: what lets them decide a step of a workflow.
+
+    ``user:<userid>`` always; ``role:<role>`` per role; ``counselor:<class>`` per class counselled
+    and ``dept_head:<dept>`` for a department head (only with the matching role).
+    """
+    held = {f"user:{actor.userid}"} | {f"role:{role}" for role in actor.roles}
+    if actor.has(Role.COUNSELOR):
+        held |= {f"counselor:{class_id}" for class_id in actor.counselor_of}
+    if actor.has(Role.DEPT_HEAD) and actor.dept_head_of:
+        held.add(f"dept_head:{actor.dept_head_of}")
+    return frozenset(held)
+
+
 def scopes(actor: Actor) -> list[str]:
     """Human- and machine-readable scopes for ``GET /me`` (what the H5 shows in menus)."""
     result = ["self"]

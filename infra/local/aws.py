@@ -20,6 +20,7 @@ from moto.server import ThreadedMotoServer
 from pynamodb.models import Model
 
 from chalicelib.resources import QueueSpec
+from infra.local.atomic import make_dynamodb_writes_atomic
 
 # Fixed, obviously fake credentials: moto accepts any, and they keep a developer's real AWS
 # profile out of the local stack.
@@ -50,6 +51,7 @@ class LocalAws:
         self.endpoint_url = ""
 
     def start(self) -> dict[str, str]:
+        make_dynamodb_writes_atomic()
         # moto's server logs every request through werkzeug; the stack prints its own summary.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.start()
@@ -86,6 +88,31 @@ def create_queues(sqs: Any, specs: Iterable[QueueSpec]) -> dict[str, LocalQueue]
         )["QueueUrl"]
         queues[spec.name] = LocalQueue(spec=spec, url=url, arn=_arn(sqs, url), dlq_url=dlq_url)
     return queues
+
+
+def create_buckets(s3: Any, names: Iterable[str]) -> list[str]:
+    """Create the stage's buckets (names from the settings in ``BUCKET_SETTINGS``) unless they exist.
+
+    CORS lets the H5 PUT straight to a presigned URL from the browser.
+    """
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    created = []
+    for name in names:
+        if name not in existing:
+            s3.create_bucket(Bucket=name)
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [
+                {"AllowedMethods": ["PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 3600}]})
+            created.append(name)
+    return created
+
+
+def bucket_names() -> list[str]:
+    """The bucket names the current settings give (the stage's variables must be applied)."""
+    from chalicelib.resources import BUCKET_SETTINGS
+    from chalicelib.settings import get_settings
+
+    settings = get_settings()
+    return [settings.secret(setting) for setting in BUCKET_SETTINGS]
 
 
 def check_consumers_declared(

@@ -101,6 +101,7 @@ class LocalStack:
             aws.apply_env({"WECOM_API_BASE": env["WECOM_API_BASE"]})
 
         aws.create_tables(TABLE_MODELS)
+        aws.create_buckets(boto3.client("s3"), aws.bucket_names())
         sqs = boto3.client("sqs")
         consumers = aws.check_consumers_declared(
             app, self.queue_specs, lambda name: config.scope(STAGE, name).lambda_timeout or 60

@@ -1,0 +1,237 @@
+"""The online service hall: the catalogue, applications, approvals and uploads."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from chalicelib.api import deps
+from chalicelib.api.routing import Area, RequestModel
+from chalicelib.api.schemas import PageQuery, cursor
+from chalicelib.api.security import authenticated
+from chalicelib.domain.access import Actor, Role
+from chalicelib.domain.forms import CATEGORY_NAMES, Category, FieldSpec, ServiceDefinition
+from chalicelib.domain.hall import visible_services
+from chalicelib.domain.uploads import ALLOWED_TYPES, new_key
+from chalicelib.domain.workflow import Application
+from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound
+from chalicelib.integrations import storage
+from chalicelib.settings import get_settings
+
+area = Area("hall")
+ANYONE = authenticated()
+
+
+# -- shapes -------------------------------------------------------------------------------------
+class ServiceSummary(BaseModel):
+    id: str
+    name: str
+    category: Category
+    category_name: str
+    description: str
+    version: int
+
+    @classmethod
+    def of(cls, definition: ServiceDefinition) -> ServiceSummary:
+        return cls(id=definition.id, name=definition.name, category=definition.category,
+                   category_name=CATEGORY_NAMES[definition.category], description=definition.description,
+                   version=definition.version)
+
+
+class StepSummary(BaseModel):
+    name: str
+    approver: str
+    when: str | None = None
+
+
+class ServiceForm(ServiceSummary):
+    """What the H5 needs to render the form and show the chain."""
+
+    fields: list[FieldSpec]
+    steps: list[StepSummary]
+
+    @classmethod
+    def of(cls, definition: ServiceDefinition) -> ServiceForm:
+        return cls(**ServiceSummary.of(definition).model_dump(), fields=list(definition.fields),
+                   steps=[StepSummary(name=s.name, approver=s.approver, when=s.when) for s in definition.steps])
+
+
+class Services(BaseModel):
+    items: list[ServiceSummary]
+
+
+class StepView(BaseModel):
+    name: str
+    authority: str
+
+
+class TransitionView(BaseModel):
+    at: str
+    actor: str
+    verb: str
+    from_status: str | None
+    to_status: str
+    step: int | None
+    comment: str
+
+
+class ApplicationView(BaseModel):
+    id: str
+    service_id: str
+    service_name: str
+    service_version: int
+    applicant: str
+    status: str
+    step: int | None = Field(description="Index of the current step while pending")
+    waiting_for: str | None = Field(description="The authority the current step waits for")
+    version: int
+    filed_at: str
+    updated_at: str
+    data: dict[str, Any]
+    chain: list[StepView]
+    history: list[TransitionView]
+
+    @classmethod
+    def of(cls, app: Application) -> ApplicationView:
+        return cls(id=app.app_id, service_id=app.service_id, service_name=app.service_name,
+                   service_version=app.service_version, applicant=app.applicant.userid, status=app.status,
+                   step=app.step, waiting_for=app.current_authority, version=app.version, filed_at=app.filed_at,
+                   updated_at=app.updated_at, data=dict(app.data),
+                   chain=[StepView(name=s.name, authority=s.authority) for s in app.chain],
+                   history=[TransitionView(**vars(t)) for t in app.history])
+
+
+class ApplicationPage(BaseModel):
+    items: list[ApplicationView]
+    next: str | None
+
+
+class ServicesQuery(RequestModel):
+    category: Category | None = None
+    q: str | None = Field(None, min_length=1, max_length=40, description="Search in names and descriptions")
+
+
+class Form(RequestModel):
+    data: dict[str, Any] = Field(description="Field name -> value, as the service's form describes")
+
+
+class DecisionBody(RequestModel):
+    decision: Literal["approve", "reject", "return"]
+    comment: str = Field("", max_length=500)
+
+
+class UploadRequest(RequestModel):
+    content_type: str = Field(description="One of: " + ", ".join(ALLOWED_TYPES))
+    size: int = Field(ge=1, description="Bytes; the upload must be exactly this long")
+
+
+class UploadSlot(BaseModel):
+    key: str = Field(description="Put this in the form's attachment field once the upload is done")
+    url: str = Field(description="PUT the file here with the same Content-Type, before expires_at")
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str]
+    expires_at: str
+
+
+# -- the catalogue ------------------------------------------------------------------------------
+@area.route("/services", "GET", summary="The services I may apply for", policy=ANYONE, query=ServicesQuery,
+            response=Services)
+def list_services(query: ServicesQuery, actor: Actor) -> Services:
+    found = visible_services(deps.catalogue().current_all(), actor, query.category, query.q)
+    return Services(items=[ServiceSummary.of(d) for d in found])
+
+
+@area.route("/services/{service_id}", "GET", summary="A service's form and approval chain", policy=ANYONE,
+            response=ServiceForm, errors=(NotFound,))
+def get_service(service_id: str, actor: Actor) -> ServiceForm:
+    definition = deps.catalogue().current(service_id)
+    if not definition.applicants.admits(actor) and not actor.has(Role.IT_ADMIN):
+        raise NotFound(f"No service {service_id!r} for you.")
+    return ServiceForm.of(definition)
+
+
+@area.route("/admin/services/{service_id}", "PUT", summary="Create or change a service (a new version)",
+            policy=authenticated(Role.IT_ADMIN), body=ServiceDefinition, response=ServiceForm,
+            errors=(Conflict,))
+def put_service(service_id: str, body: ServiceDefinition, actor: Actor) -> ServiceForm:
+    """The definition is stored as the next version; applications in flight keep the version they
+    were filed under. ``version`` in the body is ignored."""
+    if body.id != service_id:
+        raise Invalid("The id in the body must match the path.", {"id": "differs from the path"})
+    return ServiceForm.of(deps.catalogue().put(body, actor, datetime.now(timezone.utc)))
+
+
+# -- applications -------------------------------------------------------------------------------
+@area.route("/services/{service_id}/applications", "POST", summary="File an application", policy=ANYONE,
+            body=Form, response=ApplicationView, status=201, errors=(NotFound,))
+def file_application(service_id: str, body: Form, actor: Actor) -> ApplicationView:
+    """Invalid forms are refused with a reason per field (``data.<field>``); nothing is written."""
+    return ApplicationView.of(deps.hall().file(actor, service_id, body.data))
+
+
+@area.route("/applications", "GET", summary="My applications, newest first", policy=ANYONE, query=PageQuery,
+            response=ApplicationPage)
+def list_my_applications(query: PageQuery, actor: Actor) -> ApplicationPage:
+    items, position = deps.hall().mine(actor, query.limit, query.position())
+    return ApplicationPage(items=[ApplicationView.of(a) for a in items], next=cursor(position))
+
+
+@area.route("/applications/{app_id}", "GET", summary="An application (its applicant, approvers and people "
+            "copied in)", policy=ANYONE, response=ApplicationView, errors=(NotFound,))
+def get_application(app_id: str, actor: Actor) -> ApplicationView:
+    return ApplicationView.of(deps.hall().read(actor, app_id))
+
+
+@area.route("/applications/{app_id}", "PUT", summary="Edit and resend an application returned to me",
+            policy=ANYONE, body=Form, response=ApplicationView, errors=(NotFound, Forbidden, Conflict))
+def resubmit_application(app_id: str, body: Form, actor: Actor) -> ApplicationView:
+    return ApplicationView.of(deps.hall().resubmit(actor, app_id, body.data))
+
+
+@area.route("/applications/{app_id}/withdraw", "POST", summary="Withdraw my pending or returned application",
+            policy=ANYONE, response=ApplicationView, errors=(NotFound, Forbidden, Conflict))
+def withdraw_application(app_id: str, actor: Actor) -> ApplicationView:
+    return ApplicationView.of(deps.hall().withdraw_or_cancel(actor, app_id, "withdraw"))
+
+
+@area.route("/applications/{app_id}/cancel", "POST", summary="Cancel my approved application", policy=ANYONE,
+            response=ApplicationView, errors=(NotFound, Forbidden, Conflict))
+def cancel_application(app_id: str, actor: Actor) -> ApplicationView:
+    return ApplicationView.of(deps.hall().withdraw_or_cancel(actor, app_id, "cancel"))
+
+
+# -- approvers ----------------------------------------------------------------------------------
+@area.route("/approvals", "GET", summary="Applications waiting for my decision, oldest first", policy=ANYONE,
+            query=PageQuery, response=ApplicationPage)
+def list_my_approvals(query: PageQuery, actor: Actor) -> ApplicationPage:
+    items, position = deps.hall().todo(actor, query.limit, query.position())
+    return ApplicationPage(items=[ApplicationView.of(a) for a in items], next=cursor(position))
+
+
+@area.route("/applications/{app_id}/decisions", "POST", summary="Approve, reject or return the current step",
+            policy=ANYONE, body=DecisionBody, response=ApplicationView, errors=(NotFound, Forbidden, Conflict))
+def decide_application(app_id: str, body: DecisionBody, actor: Actor) -> ApplicationView:
+    """Two approvers deciding at once: one succeeds, the other gets 409 and reloads."""
+    return ApplicationView.of(deps.hall().decide(actor, app_id, body.decision, body.comment))
+
+
+# -- uploads ------------------------------------------------------------------------------------
+@area.route("/uploads", "POST", summary="A presigned URL to upload one attachment", policy=ANYONE,
+            body=UploadRequest, response=UploadSlot, status=201)
+def create_upload(body: UploadRequest, actor: Actor) -> UploadSlot:
+    settings = get_settings()
+    if body.content_type not in ALLOWED_TYPES:
+        raise Invalid("This file type is not accepted.", {"content_type": "not an accepted type"})
+    if body.size > settings.upload_max_bytes:
+        raise Invalid("The file is too large.", {"size": f"at most {settings.upload_max_bytes} bytes"})
+    now = datetime.now(timezone.utc)
+    lifetime = timedelta(minutes=settings.upload_url_minutes)
+    key = new_key(body.content_type, now)
+    # The slot outlives the URL by a day so a form filed a little later can still use the file.
+    deps.uploads().open(key, actor.userid, body.content_type, body.size, now, lifetime + timedelta(days=1))
+    url = storage.presign_put(deps.uploads_bucket(), key, body.content_type, body.size,
+                              int(lifetime.total_seconds()))
+    return UploadSlot(key=key, url=url, headers={"Content-Type": body.content_type},
+                      expires_at=(now + lifetime).isoformat(timespec="seconds"))

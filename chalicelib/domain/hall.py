@@ -1,0 +1,305 @@
+"""The service hall: filing, deciding and reading applications against the catalogue.
+
+:class:`ServiceHall` ties the pure rules (:mod:`chalicelib.domain.forms`,
+:mod:`chalicelib.domain.workflow`) to its collaborators, which it receives (repositories, the
+notifier, the clock): it never builds a client. Areas with behaviour of their own (entry passes,
+leave...) react to transitions through :func:`on_transition` hooks, so the engine never knows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from chalicelib.domain.access import Actor, authorities
+from chalicelib.domain.forms import FieldSpec, FormInvalid, ServiceDefinition, validate_form
+from chalicelib.domain.identity import mask_id_number
+from chalicelib.domain.notifications import Notification
+from chalicelib.domain.workflow import (
+    Applicant,
+    Application,
+    Decision,
+    NoApprover,
+    Transition,
+    act_as_applicant,
+    can_view,
+    decide,
+    event_of,
+    file_application,
+    resolve_chain,
+    resubmit,
+)
+from chalicelib.errors import Invalid, NotFound
+from chalicelib.observability import logger
+
+Hook = Callable[[Application, Transition], None]
+_HOOKS: dict[str, list[Hook]] = {}
+
+
+def on_transition(area: str) -> Callable[[Hook], Hook]:
+    """Register ``hook(application, transition)`` for the applications of services owned by ``area``.
+
+    Hooks run after the transition is stored. They must be idempotent and quick (enqueue, do not
+    call out): a hook that fails is logged and does not undo the transition.
+    """
+    def register(hook: Hook) -> Hook:
+        _HOOKS.setdefault(area, []).append(hook)
+        return hook
+    return register
+
+
+class DefinitionStore(Protocol):
+    def latest_versions(self) -> dict[str, ServiceDefinition]: ...
+    def latest(self, service_id: str) -> ServiceDefinition | None: ...
+    def get(self, service_id: str, version: int) -> ServiceDefinition | None: ...
+    def add(self, definition: ServiceDefinition, changed_by: str, now: datetime) -> None: ...
+
+
+class ApplicationStore(Protocol):
+    def get(self, app_id: str) -> Application | None: ...
+    def save(self, app: Application, expected_version: int | None) -> None: ...
+    def mine(self, applicant: str, limit: int, after: str | None) -> tuple[list[Application], str | None]: ...
+    def waiting_for(self, held: Iterable[str], limit: int, after: str | None) -> tuple[list[Application], str | None]: ...
+
+
+class People(Protocol):
+    def get_person(self, userid: str, *, consistent: bool = False) -> Any: ...
+    def holders(self, authority: str) -> list[str]: ...
+
+
+class AttachmentCheck(Protocol):
+    def __call__(self, owner: str, spec: FieldSpec, key: str) -> str | None: ...
+
+
+class AuditLog(Protocol):
+    def record(self, *, subject: str, actor: str, action: str, detail: dict[str, Any] | None = None) -> None: ...
+
+
+class Sealer(Protocol):
+    def seal(self, field: str, value: str) -> str: ...
+
+
+class Catalogue:
+    """The effective catalogue: shipped definitions, overridden by newer versions stored by the IT centre."""
+
+    def __init__(self, shipped: Mapping[str, ServiceDefinition], stored: DefinitionStore) -> None:
+        self._shipped = shipped
+        self._stored = stored
+
+    def current_all(self) -> dict[str, ServiceDefinition]:
+        current = dict(self._shipped)
+        for service_id, definition in self._stored.latest_versions().items():
+            if service_id not in current or current[service_id].version < definition.version:
+                current[service_id] = definition
+        return current
+
+    def current(self, service_id: str) -> ServiceDefinition:
+        """Raises: NotFound."""
+        shipped = self._shipped.get(service_id)
+        stored = self._stored.latest(service_id)
+        candidates = [d for d in (shipped, stored) if d is not None]
+        if not candidates:
+            raise NotFound(f"No service {service_id!r}.")
+        return max(candidates, key=lambda d: d.version)
+
+    def version(self, service_id: str, version: int) -> ServiceDefinition:
+        """The definition an application was filed under (stored versions win over shipped ones)."""
+        stored = self._stored.get(service_id, version)
+        if stored is not None:
+            return stored
+        shipped = self._shipped.get(service_id)
+        if shipped is not None and shipped.version == version:
+            return shipped
+        raise NotFound(f"Service {service_id!r} has no version {version}.")
+
+    def put(self, definition: ServiceDefinition, actor: Actor, now: datetime) -> ServiceDefinition:
+        """Store ``definition`` as the next version of its service (the version given is ignored).
+
+        Raises:
+            Conflict: another change got the same version number first.
+        """
+        try:
+            current = self.current(definition.id).version
+        except NotFound:
+            current = 0
+        stored = definition.model_copy(update={"version": current + 1})
+        self._stored.add(stored, actor.userid, now)
+        return stored
+
+
+def visible_services(catalogue: Mapping[str, ServiceDefinition], actor: Actor, category: str | None = None,
+                     search: str | None = None) -> list[ServiceDefinition]:
+    """The services ``actor`` may apply for, in catalogue order, optionally by category or a search term."""
+    needle = (search or "").strip().lower()
+    found = [d for d in catalogue.values()
+             if d.applicants.admits(actor) and (category is None or d.category == category)
+             and (not needle or needle in d.name.lower() or needle in d.description.lower() or needle in d.id)]
+    order = {"epidemic": 0, "teaching": 1, "life": 2}
+    return sorted(found, key=lambda d: (order[d.category], d.order, d.id))
+
+
+@dataclass
+class ServiceHall:
+    catalogue: Catalogue
+    applications: ApplicationStore
+    people: People
+    check_attachment: AttachmentCheck
+    notify: Callable[[Notification], int]
+    audit: AuditLog
+    sealer: Sealer
+    clock: Callable[[], datetime]
+
+    # -- applicants -----------------------------------------------------------------------------
+    def file(self, actor: Actor, service_id: str, data: Mapping[str, Any]) -> Application:
+        """File an application under the current definition of the service.
+
+        Raises:
+            NotFound: no such service, or not one ``actor`` may apply for.
+            Invalid: the form breaks the definition (every bad field named) or a step has no approver.
+        """
+        definition = self.catalogue.current(service_id)
+        if not definition.applicants.admits(actor):
+            raise NotFound(f"No service {service_id!r} for you.")
+        applicant = Applicant(actor.userid, actor.person_type, actor.department, actor.class_id)
+        clean, sealed = self._clean(definition, actor, data)
+        chain = self._chain(definition, applicant, clean)
+        app = file_application(definition, applicant, clean, chain, self.clock())
+        app = replace(app, extra={"sealed": sealed} if sealed else {})
+        self.applications.save(app, None)
+        self._after(app, definition)
+        return app
+
+    def resubmit(self, actor: Actor, app_id: str, data: Mapping[str, Any]) -> Application:
+        """Send a returned application again, edited; it is checked against the version it was filed under."""
+        app = self.read(actor, app_id)
+        definition = self.catalogue.version(app.service_id, app.service_version)
+        clean, sealed = self._clean(definition, actor, data)
+        chain = self._chain(definition, app.applicant, clean)
+        moved = resubmit(app, actor, clean, chain, self.clock())
+        moved = replace(moved, extra={**app.extra, "sealed": sealed} if sealed else
+                        {k: v for k, v in app.extra.items() if k != "sealed"})
+        self.applications.save(moved, app.version)
+        self._after(moved, definition)
+        return moved
+
+    def withdraw_or_cancel(self, actor: Actor, app_id: str, verb: Literal["withdraw", "cancel"],
+                           comment: str = "") -> Application:
+        app = self.read(actor, app_id)
+        moved = act_as_applicant(app, actor, verb, comment, self.clock())
+        self.applications.save(moved, app.version)
+        self._after(moved, self.catalogue.version(app.service_id, app.service_version))
+        return moved
+
+    def mine(self, actor: Actor, limit: int, after: str | None) -> tuple[list[Application], str | None]:
+        return self.applications.mine(actor.userid, limit, after)
+
+    # -- approvers ------------------------------------------------------------------------------
+    def todo(self, actor: Actor, limit: int, after: str | None) -> tuple[list[Application], str | None]:
+        page, cursor = self.applications.waiting_for(authorities(actor), limit, after)
+        return [a for a in page if a.applicant.userid != actor.userid], cursor
+
+    def decide(self, actor: Actor, app_id: str, decision: Decision, comment: str) -> Application:
+        """Raises: NotFound (not visible), Forbidden (not the current approver), Conflict (lost a race)."""
+        app = self.read(actor, app_id)
+        moved = decide(app, actor, decision, comment, self.clock())
+        self.applications.save(moved, app.version)
+        self._after(moved, self.catalogue.version(app.service_id, app.service_version))
+        return moved
+
+    # -- reading --------------------------------------------------------------------------------
+    def read(self, actor: Actor, app_id: str) -> Application:
+        """An application its applicant, its approvers or the people copied in may see.
+
+        Reads by anyone but the applicant are audited (forms may hold health or identity data).
+
+        Raises:
+            NotFound: no such application, or not visible to ``actor`` (indistinguishable).
+        """
+        app = self.applications.get(app_id)
+        if app is None or not can_view(app, actor):
+            raise NotFound("No such application.")
+        if actor.userid != app.applicant.userid:
+            self.audit.record(subject=f"person#{app.applicant.userid}", actor=actor.userid,
+                              action="application.read", detail={"app_id": app.app_id, "service": app.service_id})
+        return app
+
+    # -- internals ------------------------------------------------------------------------------
+    def _clean(self, definition: ServiceDefinition, actor: Actor,
+               data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Validate the form; ID numbers are kept sealed, the form shows them masked."""
+        try:
+            clean = validate_form(definition, data,
+                                  check_attachment=lambda spec, key: self.check_attachment(actor.userid, spec, key),
+                                  check_person=self._check_person)
+        except FormInvalid as exc:
+            raise Invalid("The form has errors.", {f"data.{name}": reason for name, reason in exc.fields.items()}) \
+                from None
+        sealed = {}
+        for spec in definition.fields:
+            if spec.type == "idcard" and spec.name in clean:
+                sealed[spec.name] = self.sealer.seal(f"form.{spec.name}", clean[spec.name])
+                clean[spec.name] = mask_id_number(clean[spec.name])
+        return clean, sealed
+
+    def _check_person(self, spec: FieldSpec, userid: str) -> str | None:
+        person = self.people.get_person(userid)
+        if person is None or person.status != "active":
+            return "no such person"
+        if spec.person_types and person.person_type not in spec.person_types:
+            return f"must be {' or '.join(spec.person_types)}"
+        return None
+
+    def _chain(self, definition: ServiceDefinition, applicant: Applicant, clean: Mapping[str, Any]) -> Any:
+        try:
+            chain = resolve_chain(definition, applicant, clean)
+        except NoApprover as exc:
+            raise Invalid(exc.message, {f"data.{k}" if not k.startswith("steps") else k: v
+                                        for k, v in exc.fields.items()}) from None
+        for index, step in enumerate(chain):
+            if not [u for u in self.people.holders(step.authority) if u != applicant.userid]:
+                raise Invalid(f"Nobody can approve the step {step.name!r} for you; please contact the IT centre.",
+                              {f"steps.{index}": "no approver"})
+        return chain
+
+    def _after(self, app: Application, definition: ServiceDefinition) -> None:
+        """Tell the people concerned, then let the owning area react."""
+        transition = app.history[-1]
+        for notification in self._notifications(app, transition):
+            self.notify(notification)
+        for hook in _HOOKS.get(app.area or "", ()):
+            try:
+                hook(app, transition)
+            except Exception as exc:  # the transition stands; the area reconciles (and alarms see the log)
+                logger.error("transition hook failed", extra={"app_id": app.app_id, "area": app.area,
+                                                             "hook": hook.__name__, "error_type": type(exc).__name__})
+
+    def _notifications(self, app: Application, transition: Transition) -> list[Notification]:
+        event = event_of(transition)
+        base = f"app:{app.app_id}:v{app.version}"
+        notes = []
+        if transition.actor != app.applicant.userid:
+            step = app.chain[transition.step].name if transition.step is not None and transition.step < len(
+                app.chain) else ""
+            text = {"approved": "已通过", "rejected": "未通过", "returned": "被退回修改",
+                    "advanced": f"已通过“{step}”，进入下一步"}.get(event, event)
+            body = f"您的“{app.service_name}”申请{text}。" + (f"意见：{transition.comment}" if transition.comment else "")
+            notes.append(Notification(key=f"{base}:applicant", recipients=(app.applicant.userid,),
+                                      title=app.service_name, body=body))
+        if app.status == "pending" and app.current_authority:
+            approvers = [u for u in self.people.holders(app.current_authority) if u != app.applicant.userid]
+            if approvers:
+                notes.append(Notification(
+                    key=f"{base}:approvers", recipients=tuple(approvers), title=f"待审批：{app.service_name}",
+                    body=f"有一项“{app.service_name}”申请等待您审批（{app.chain[app.step or 0].name}）。"))
+        copied = sorted({u for events, authority in app.cc if event in events
+                         for u in self.people.holders(authority)} - {app.applicant.userid})
+        if copied:
+            notes.append(Notification(key=f"{base}:cc", recipients=tuple(copied), title=app.service_name,
+                                      body=f"“{app.service_name}”有新的{_EVENT_NAMES.get(event, event)}，请知悉。"))
+        return notes
+
+
+_EVENT_NAMES = {"filed": "提交", "approved": "通过", "rejected": "驳回", "returned": "退回", "withdrawn": "撤回",
+                "cancelled": "取消", "advanced": "审批进展"}

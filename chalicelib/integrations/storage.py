@@ -1,0 +1,53 @@
+"""Attachments in S3: presigned uploads and checks of what was uploaded.
+
+The H5 uploads straight to S3 with a presigned PUT (the file never passes through Lambda, whose
+request body is limited to 6 MB); the API only hands out the URL and later checks the object.
+The client is built once, on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+
+@functools.cache
+def s3_client() -> Any:
+    # Signature v4 with virtual-host addressing is what presigned PUTs need in every region.
+    return boto3.client("s3", config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"},
+                                            signature_version="s3v4"))
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    size: int
+    content_type: str
+
+
+def presign_put(bucket: str, key: str, content_type: str, size: int, expires_in: int) -> str:
+    """A URL that accepts exactly one PUT of ``size`` bytes of ``content_type`` at ``key``.
+
+    Content-Type and Content-Length are signed: an upload with another type or length is refused
+    by S3 itself.
+    """
+    return s3_client().generate_presigned_url(
+        "put_object",
+        Params={"Bucket": bucket, "Key": key, "ContentType": content_type, "ContentLength": size},
+        ExpiresIn=expires_in,
+    )
+
+
+def stat(bucket: str, key: str) -> StoredObject | None:
+    """Size and type of an uploaded object, or ``None`` when nothing was uploaded there."""
+    try:
+        head = s3_client().head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return StoredObject(size=int(head["ContentLength"]), content_type=head.get("ContentType", ""))

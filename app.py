@@ -2,9 +2,25 @@
 
 from chalice import Chalice
 
-from chalicelib.api import admin, auth, hall, middleware, notifications, people, system, wecom_callback
+from chalicelib.api import (
+    admin,
+    auth,
+    counselling,
+    hall,
+    mailbox,
+    middleware,
+    notices,
+    notifications,
+    people,
+    repair,
+    suggestions,
+    system,
+    wecom_callback,
+)
 
 app = Chalice(app_name="campus-platform")
 app.register_middleware(middleware.log_context, "all")
-for area in (system.area, auth.area, people.area, admin.area, notifications.area, wecom_callback.area, hall.area):
-    app.register_blueprint(area.blueprint)
+AREAS = (system, auth, people, admin, notifications, wecom_callback, hall, counselling, repair, mailbox, suggestions,
+         notices)
+for module in AREAS:
+    app.register_blueprint(module.area.blueprint)

@@ -16,13 +16,19 @@ from pynamodb.models import Model
 
 from chalicelib.db.audit import AuditModel
 from chalicelib.db.directory import AuthorityModel, ClassModel, DepartmentModel, PersonModel
+from chalicelib.db.counselling import MODELS as COUNSELLING_MODELS
 from chalicelib.db.hall import MODELS as HALL_MODELS
+from chalicelib.db.mailbox import MODELS as MAILBOX_MODELS
+from chalicelib.db.notices import MODELS as NOTICES_MODELS
+from chalicelib.db.repair import MODELS as REPAIR_MODELS
+from chalicelib.db.suggestions import MODELS as SUGGESTIONS_MODELS
 from chalicelib.db.kv import KeyValueModel
 from chalicelib.db.messaging import DeliveryModel, MemberRateModel, OutboxModel
 
 TABLE_MODELS: tuple[type[Model], ...] = (
     DepartmentModel, ClassModel, PersonModel, AuthorityModel, AuditModel, KeyValueModel, OutboxModel, DeliveryModel,
-    MemberRateModel, *HALL_MODELS,
+    MemberRateModel, *HALL_MODELS, *COUNSELLING_MODELS, *REPAIR_MODELS, *MAILBOX_MODELS, *SUGGESTIONS_MODELS,
+    *NOTICES_MODELS,
 )
 
 

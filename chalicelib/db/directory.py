@@ -5,6 +5,7 @@ Access patterns and the keys that serve them (no Scan anywhere):
 * a person by ``userid``                       -> ``people`` table, hash key
 * members of a department, in userid order     -> ``people`` GSI ``by_department``
 * students of a class, in userid order         -> ``people`` GSI ``by_class`` (sparse: students only)
+* everyone of a person type (notices to all students) -> ``people`` GSI ``by_type`` (keys only)
 * a person by ID-card number (door events)     -> ``people`` GSI ``by_id_lookup`` (keyed hash, sparse)
 * a department / a class (with its counselors) -> ``departments`` / ``classes`` tables, hash key
 * who holds an approval authority                -> ``authorities`` table (``role:hr``, ``dept_head:cs``,
@@ -81,6 +82,15 @@ class ByClass(GlobalSecondaryIndex["PersonModel"]):
     userid = UnicodeAttribute(range_key=True)
 
 
+class ByType(GlobalSecondaryIndex["PersonModel"]):
+    class Meta:
+        index_name = "by_type"
+        projection = KeysOnlyProjection()
+
+    person_type = UnicodeAttribute(hash_key=True)
+    userid = UnicodeAttribute(range_key=True)
+
+
 class ByIdLookup(GlobalSecondaryIndex["PersonModel"]):
     class Meta:
         index_name = "by_id_lookup"
@@ -111,6 +121,7 @@ class PersonModel(Model):
 
     by_department = ByDepartment()
     by_class = ByClass()
+    by_type = ByType()
     by_id_lookup = ByIdLookup()
 
 
@@ -232,6 +243,10 @@ class DirectoryRepository:
 
     def students_of_class(self, class_id: str) -> Iterator[PersonRecord]:
         return (to_record(m) for m in PersonModel.by_class.query(class_id))
+
+    def userids_of_type(self, person_type: str) -> Iterator[str]:
+        """Everyone of a person type (active or not: callers filter if they need to), in userid order."""
+        return (m.userid for m in PersonModel.by_type.query(person_type))
 
     # -- departments and classes ----------------------------------------------------------------
     def put_departments(self, departments: Iterable[DepartmentModel]) -> int:

@@ -1,0 +1,7 @@
+"""The mailbox area of the service hall (being built)."""
+
+from __future__ import annotations
+
+from chalicelib.api.routing import Area
+
+area = Area("mailbox")

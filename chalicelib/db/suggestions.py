@@ -1,0 +1,7 @@
+"""Storage of the suggestions area (being built)."""
+
+from __future__ import annotations
+
+from pynamodb.models import Model
+
+MODELS: tuple[type[Model], ...] = ()

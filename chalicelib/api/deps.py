@@ -104,14 +104,14 @@ def uploads_bucket() -> str:
 def hall() -> ServiceHall:
     """The service hall, wired to the stores, the notifications queue and the real clock."""
     return ServiceHall(
-        catalogue=catalogue(), applications=_applications(), people=directory(),
+        catalogue=catalogue(), applications=applications(), people=directory(),
         check_attachment=AttachmentCheck(uploads(), lambda key: storage.stat(uploads_bucket(), key)),
         notify=notifier(), audit=audit(), sealer=protector(), clock=_utc_now,
     )
 
 
 @functools.cache
-def _applications() -> ApplicationRepository:
+def applications() -> ApplicationRepository:
     return ApplicationRepository()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -14,6 +14,7 @@ from chalicelib.api.security import authenticated
 from chalicelib.domain.access import Actor, Role
 from chalicelib.domain.forms import CATEGORY_NAMES, Category, FieldSpec, ServiceDefinition
 from chalicelib.domain.hall import visible_services
+from chalicelib.domain.statistics import ServiceStatistics, service_statistics
 from chalicelib.domain.uploads import ALLOWED_TYPES, new_key
 from chalicelib.domain.workflow import Application
 from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound
@@ -75,6 +76,7 @@ class TransitionView(BaseModel):
     to_status: str
     step: int | None
     comment: str
+    authority: str | None = None
 
 
 class ApplicationView(BaseModel):
@@ -235,3 +237,25 @@ def create_upload(body: UploadRequest, actor: Actor) -> UploadSlot:
                               int(lifetime.total_seconds()))
     return UploadSlot(key=key, url=url, headers={"Content-Type": body.content_type},
                       expires_at=(now + lifetime).isoformat(timespec="seconds"))
+
+
+# -- statistics ---------------------------------------------------------------------------------
+class PeriodQuery(RequestModel):
+    from_: date = Field(alias="from", description="First campus day (YYYY-MM-DD)")
+    to: date = Field(description="Last campus day, included (at most 366 days after from)")
+
+
+@area.route("/statistics/services/{service_id}", "GET", summary="A service's figures over a period",
+            policy=authenticated(Role.LEADER, Role.IT_ADMIN, Role.STUDENT_AFFAIRS, Role.HR), query=PeriodQuery,
+            response=ServiceStatistics, errors=(NotFound,))
+def get_service_statistics(service_id: str, query: PeriodQuery) -> ServiceStatistics:
+    """Applications filed in the period: counts by status, median hours from filing to decision, and
+    what is still open, per approver authority. Aggregates only."""
+    if query.to < query.from_ or (query.to - query.from_).days > 366:
+        raise Invalid("The period must run forwards and span at most a year.", {"to": "before from or too far"})
+    deps.catalogue().current(service_id)  # 404 for an unknown service
+    tz = get_settings().tz
+    since = datetime.combine(query.from_, time(), tz).astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    until = datetime.combine(query.to + timedelta(days=1), time(), tz).astimezone(timezone.utc).isoformat(
+        timespec="milliseconds")
+    return service_statistics(service_id, deps.applications().of_service(service_id, since, until))

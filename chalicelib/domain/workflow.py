@@ -56,6 +56,7 @@ class Transition:
     to_status: str
     step: int | None  # the step decided (approvals) or entered (pending)
     comment: str = ""
+    authority: str | None = None  # for decisions: the authority the decider held for that step
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,9 @@ def decide(app: Application, actor: Actor, decision: Decision, comment: str, now
         status, next_step = "rejected", None
     else:
         status, next_step = "returned", None
-    return _moved(app, actor.userid, decision, status, next_step, comment, now, decided_step=app.step)
+    moved = _moved(app, actor.userid, decision, status, next_step, comment, now, decided_step=app.step)
+    decided = replace(moved.history[-1], authority=app.chain[app.step].authority)
+    return replace(moved, history=(*moved.history[:-1], decided))
 
 
 def act_as_applicant(app: Application, actor: Actor, verb: Literal["withdraw", "cancel"], comment: str,

@@ -253,3 +253,29 @@ def test_a_step_nobody_can_decide_refuses_the_filing(client: Client, hall: dict[
     status, error = call(client, "POST", "/services/test-leave/applications", hall["s016"], leave(5))
     assert status == 422 and error["fields"] == {"steps.1": "no approver"}
     assert call(client, "GET", "/applications", hall["s016"])[1]["items"] == []
+
+
+def test_statistics_count_by_status_time_to_decision_and_backlog(client: Client, hall: dict[str, str]) -> None:
+    # Given four applications: one approved, one rejected, two waiting for counselors
+    ids = [call(client, "POST", "/services/test-leave/applications", hall[u], leave(1))[1]["id"]
+           for u in ("s001", "s002", "s001", "s016")]
+    call(client, "POST", f"/applications/{ids[0]}/decisions", hall["fdy01"], {"decision": "approve"})
+    call(client, "POST", f"/applications/{ids[1]}/decisions", hall["fdy01"], {"decision": "reject"})
+    # When a leader asks for today's figures
+    from datetime import datetime, timedelta, timezone
+
+    today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
+    leader = login(client, "leader01")
+    status, stats = call(client, "GET", f"/statistics/services/test-leave?from={today}&to={today}", leader)
+    # Then the counts, the median and the backlog per approver are right, with no personal data
+    assert status == 200, stats
+    assert stats["filed"] == 4 and stats["by_status"] == {"approved": 1, "pending": 2, "rejected": 1}
+    assert stats["median_handling_hours"] is not None and stats["median_handling_hours"] < 1
+    assert [(b["authority"], b["open"]) for b in stats["backlog"]] == [("counselor:cs2001", 1),
+                                                                      ("counselor:fl2001", 1)]
+    assert "s001" not in json.dumps(stats)
+    # and a period before any filing is empty; students may not ask; a backwards period is refused
+    status, empty = call(client, "GET", "/statistics/services/test-leave?from=2020-01-01&to=2020-01-31", leader)
+    assert (status, empty["filed"], empty["backlog"]) == (200, 0, [])
+    assert call(client, "GET", f"/statistics/services/test-leave?from={today}&to={today}", hall["s001"])[0] == 403
+    assert call(client, "GET", f"/statistics/services/test-leave?from={today}&to=2020-01-01", leader)[0] == 422

@@ -1,0 +1,131 @@
+"""All 48 shipped services: listed for their audiences, filed and approved through their whole chain.
+
+Each form is filled from its own definition (a valid value per field type, attachments really
+uploaded), filed over HTTP by a member of the demo cast the service is for, and then approved step
+by step by whoever holds each step's authority in the demo campus, until it is approved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+
+from chalicelib.catalogue import shipped_definitions
+from chalicelib.db.directory import DirectoryRepository
+from chalicelib.domain.forms import FieldSpec, ServiceDefinition
+from chalicelib.resources import QUEUES
+from infra.local.aws import bucket_names, create_queues
+from tests.support.identity import call, load_cast, login
+
+DEFINITIONS = shipped_definitions()
+APPLICANT_BY_TYPE = {"student": "s001", "staff": "t001", "third_party": "w001"}
+OTHER_PERSON_BY_TYPE = {"staff": "t002", "student": "s003", "third_party": "w001"}
+
+
+class Tokens(dict[str, str]):
+    """Session tokens of the cast, each logged in on first use."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__()
+        self.client = client
+
+    def __missing__(self, userid: str) -> str:
+        self[userid] = login(self.client, userid)
+        return self[userid]
+
+
+@pytest.fixture
+def tokens(client: Client) -> Iterator[dict[str, str]]:
+    load_cast()
+    create_queues(boto3.client("sqs"), QUEUES)
+    yield Tokens(client)
+
+
+def test_every_person_type_sees_exactly_the_services_for_it(client: Client, tokens: dict[str, str]) -> None:
+    seen: set[str] = set()
+    for person_type, userid in APPLICANT_BY_TYPE.items():
+        # Given the services whose audience includes this person type
+        expected = [d.id for d in DEFINITIONS.values() if person_type in d.applicants.types]
+        # When they list the hall
+        status, listing = call(client, "GET", "/services", tokens[userid])
+        # Then they see exactly those, in catalogue order (category, then order)
+        assert status == 200
+        assert sorted(s["id"] for s in listing["items"]) == sorted(expected)
+        categories = [s["category"] for s in listing["items"]]
+        assert categories == sorted(categories, key=["epidemic", "teaching", "life"].index)
+        seen |= set(expected)
+    assert seen == set(DEFINITIONS) and len(seen) == 48
+
+
+@pytest.mark.parametrize("service_id", sorted(DEFINITIONS))
+def test_each_service_is_filed_and_approved_through_its_chain(client: Client, tokens: dict[str, str],
+                                                              service_id: str) -> None:
+    definition = DEFINITIONS[service_id]
+    applicant = next(APPLICANT_BY_TYPE[t] for t in ("student", "staff", "third_party")
+                     if t in definition.applicants.types)
+    # Given a valid form for the service, filed by someone it is for
+    form = fill(definition, applicant)
+    status, app = call(client, "POST", f"/services/{service_id}/applications", tokens[applicant], {"data": form})
+    assert status == 201, app
+    # When whoever holds each step's authority approves it in turn
+    directory = DirectoryRepository()
+    decided = []
+    while app["status"] == "pending":
+        approver = next(u for u in directory.holders(app["waiting_for"]) if u != applicant)
+        status, app = call(client, "POST", f"/applications/{app['id']}/decisions",
+                           tokens[approver], {"decision": "approve"})
+        assert status == 200, app
+        decided.append(approver)
+    # Then it is approved after exactly one decision per step of its chain
+    assert app["status"] == "approved"
+    assert len(decided) == len(app["chain"])
+    assert [t["verb"] for t in app["history"]] == ["file"] + ["approve"] * len(decided)
+
+
+def fill(definition: ServiceDefinition, applicant: str) -> dict[str, Any]:
+    """A valid value for every field (datetime and date fields in increasing order)."""
+    base = datetime(2026, 12, 10, 8, 0, tzinfo=timezone(timedelta(hours=8)))
+    form: dict[str, Any] = {}
+    for index, spec in enumerate(definition.fields):
+        form[spec.name] = value_for(spec, applicant, base + timedelta(days=index), date(2026, 12, 10 + index))
+    return form
+
+
+def value_for(spec: FieldSpec, applicant: str, moment: datetime, day: date) -> Any:
+    kind = spec.type
+    if kind == "number":
+        low = spec.min if spec.min is not None else 1
+        return int(low) if spec.integer else low
+    simple = {
+        "text": "测试", "textarea": "测试说明", "date": day.isoformat(), "datetime": moment.isoformat(),
+        "bool": True, "idcard": "11010519491231002X", "phone": "13800138000",
+        "location": {"province": "山东省", "city": "济南市", "detail": "长清区"},
+    }
+    if kind in simple:
+        return simple[kind]
+    if kind == "select":
+        return spec.options[0].value
+    if kind == "multiselect":
+        return [spec.options[0].value]
+    if kind == "person":
+        kinds = spec.person_types or ("staff",)
+        return next(OTHER_PERSON_BY_TYPE[t] for t in kinds if OTHER_PERSON_BY_TYPE[t] != applicant)
+    assert kind == "attachment"
+    return [upload(applicant, spec.content_types[0] if spec.content_types else "application/pdf")]
+
+
+def upload(owner: str, content_type: str) -> str:
+    """An upload slot for ``owner`` with the file really in the bucket (as the H5 would PUT it)."""
+    from chalicelib.api import deps
+    from chalicelib.domain.uploads import new_key
+
+    now = datetime.now(timezone.utc)
+    key = new_key(content_type, now)
+    deps.uploads().open(key, owner, content_type, 64, now, timedelta(days=1))
+    boto3.client("s3").put_object(Bucket=bucket_names()[0], Key=key, Body=b"x" * 64, ContentType=content_type)
+    return key

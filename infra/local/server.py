@@ -76,10 +76,16 @@ class RequestHandler(ChaliceRequestHandler):
         return
 
 
+LISTEN_BACKLOG = 128
+
+
 def make_server(app: Chalice, config: Config, host: str, port: int) -> LocalDevServer:
     """A threaded HTTP server for ``app``; ``port`` 0 picks a free port."""
     server = create_local_server(app, config, host, port)
     server.server.RequestHandlerClass = functools.partial(RequestHandler, app_object=app, config=config)
+    # The stdlib listens with a backlog of 5: a burst of phones (or a concurrency test) would see
+    # connections reset. Listening again on the bound socket raises the backlog.
+    server.server.socket.listen(LISTEN_BACKLOG)
     return server
 
 

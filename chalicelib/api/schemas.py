@@ -53,14 +53,15 @@ class PageQuery(RequestModel):
     """Paging of lists: ``limit`` per page and the opaque ``next`` cursor of the previous page."""
 
     limit: int = Field(50, ge=1, le=200)
-    next: str | None = Field(None, max_length=400, description="Cursor from the previous page")
+    next: str | None = Field(None, max_length=400, pattern=r"^[A-Za-z0-9_-]+$",
+                             description="Cursor from the previous page")
 
     def position(self) -> str | None:
         """The decoded cursor. Raises: Invalid when it is not one we handed out."""
         if self.next is None:
             return None
         try:
-            return base64.urlsafe_b64decode(self.next.encode("ascii") + b"==").decode("utf-8")
+            return base64.urlsafe_b64decode(self.next + "=" * (-len(self.next) % 4)).decode("utf-8")
         except (ValueError, UnicodeError):
             raise Invalid("The cursor is not valid.", {"next": "not a cursor from a previous page"}) from None
 

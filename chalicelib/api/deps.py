@@ -106,7 +106,7 @@ def hall() -> ServiceHall:
     return ServiceHall(
         catalogue=catalogue(), applications=applications(), people=directory(),
         check_attachment=AttachmentCheck(uploads(), lambda key: storage.stat(uploads_bucket(), key)),
-        notify=notifier(), audit=audit(), sealer=protector(), clock=_utc_now,
+        notify=notifier(), audit=audit(), sealer=protector(), clock=_utc_now, claims=kv(),
     )
 
 

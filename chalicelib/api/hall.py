@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
+import re
 from typing import Any, Literal
+
+from chalice import Response
+from chalice.app import Request
 
 from pydantic import BaseModel, Field
 
 from chalicelib.api import deps
-from chalicelib.api.routing import Area, RequestModel
+from chalicelib.api.routing import Area, RequestModel, json_response
 from chalicelib.api.schemas import PageQuery, cursor
 from chalicelib.api.security import authenticated
 from chalicelib.domain.access import Actor, Role
@@ -22,6 +26,7 @@ from chalicelib.integrations import storage
 from chalicelib.settings import get_settings
 
 area = Area("hall")
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ANYONE = authenticated()
 
 
@@ -170,10 +175,19 @@ def put_service(service_id: str, body: ServiceDefinition, actor: Actor) -> Servi
 
 # -- applications -------------------------------------------------------------------------------
 @area.route("/services/{service_id}/applications", "POST", summary="File an application", policy=ANYONE,
-            body=Form, response=ApplicationView, status=201, errors=(NotFound,))
-def file_application(service_id: str, body: Form, actor: Actor) -> ApplicationView:
-    """Invalid forms are refused with a reason per field (``data.<field>``); nothing is written."""
-    return ApplicationView.of(deps.hall().file(actor, service_id, body.data))
+            body=Form, response=ApplicationView, status=201, errors=(NotFound, Conflict))
+def file_application(service_id: str, body: Form, actor: Actor, request: Request) -> Response:
+    """Invalid forms are refused with a reason per field (``data.<field>``); nothing is written.
+
+    Send an ``Idempotency-Key`` header (1-64 letters, digits, ``-`` or ``_``) per submission: a
+    retry with the same key within a day answers with the application already filed (and the
+    header ``Idempotent-Replayed: true``) instead of filing it twice."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise Invalid("The Idempotency-Key header is malformed.", {"Idempotency-Key": "1-64 of A-Z a-z 0-9 - _"})
+    app, replayed = deps.hall().file(actor, service_id, body.data, key)
+    return json_response(ApplicationView.of(app).model_dump(mode="json"), 201,
+                         {"Idempotent-Replayed": "true"} if replayed else None)
 
 
 @area.route("/applications", "GET", summary="My applications, newest first", policy=ANYONE, query=PageQuery,

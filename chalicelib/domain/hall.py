@@ -28,10 +28,11 @@ from chalicelib.domain.workflow import (
     decide,
     event_of,
     file_application,
+    new_app_id,
     resolve_chain,
     resubmit,
 )
-from chalicelib.errors import Invalid, NotFound
+from chalicelib.errors import Conflict, Invalid, NotFound
 from chalicelib.observability import logger
 
 Hook = Callable[[Application, Transition], None]
@@ -75,6 +76,12 @@ class AttachmentCheck(Protocol):
 
 class AuditLog(Protocol):
     def record(self, *, subject: str, actor: str, action: str, detail: dict[str, Any] | None = None) -> None: ...
+
+
+class Claims(Protocol):
+    def claim(self, key: str, ttl_seconds: float, value: str = "") -> bool: ...
+    def get(self, key: str) -> str | None: ...
+    def release(self, key: str) -> None: ...
 
 
 class Sealer(Protocol):
@@ -150,22 +157,51 @@ class ServiceHall:
     audit: AuditLog
     sealer: Sealer
     clock: Callable[[], datetime]
+    claims: Claims | None = None  # idempotency keys of filings
+
+    REPLAY_WINDOW_SECONDS = 24 * 3600
 
     # -- applicants -----------------------------------------------------------------------------
-    def file(self, actor: Actor, service_id: str, data: Mapping[str, Any]) -> Application:
+    def file(self, actor: Actor, service_id: str, data: Mapping[str, Any],
+             idempotency_key: str | None = None) -> tuple[Application, bool]:
         """File an application under the current definition of the service.
+
+        With an ``idempotency_key`` (the H5 sends one per form submission), a retry of the same
+        submission within a day returns the application the first one filed instead of filing
+        twice.
+
+        Returns:
+            The application and whether it was filed by an earlier request with the same key.
 
         Raises:
             NotFound: no such service, or not one ``actor`` may apply for.
             Invalid: the form breaks the definition (every bad field named) or a step has no approver.
+            Conflict: the first request with this key is still being processed.
         """
+        if idempotency_key is None or self.claims is None:
+            return self._file(actor, service_id, data, None), False
+        claim = f"file#{actor.userid}#{service_id}#{idempotency_key}"
+        app_id = new_app_id(self.clock())
+        if not self.claims.claim(claim, self.REPLAY_WINDOW_SECONDS, value=app_id):
+            earlier = self.claims.get(claim)
+            app = self.applications.get(earlier) if earlier else None
+            if app is None:
+                raise Conflict("The same submission is being processed; try again in a moment.")
+            return app, True
+        try:
+            return self._file(actor, service_id, data, app_id), False
+        except Exception:
+            self.claims.release(claim)  # nothing was filed: a corrected retry may use the key again
+            raise
+
+    def _file(self, actor: Actor, service_id: str, data: Mapping[str, Any], app_id: str | None) -> Application:
         definition = self.catalogue.current(service_id)
         if not definition.applicants.admits(actor):
             raise NotFound(f"No service {service_id!r} for you.")
         applicant = Applicant(actor.userid, actor.person_type, actor.department, actor.class_id)
         clean, sealed = self._clean(definition, actor, data)
         chain = self._chain(definition, applicant, clean)
-        app = file_application(definition, applicant, clean, chain, self.clock())
+        app = file_application(definition, applicant, clean, chain, self.clock(), app_id)
         app = replace(app, extra={"sealed": sealed} if sealed else {})
         self.applications.save(app, None)
         self._after(app, definition)

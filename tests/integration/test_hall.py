@@ -279,3 +279,25 @@ def test_statistics_count_by_status_time_to_decision_and_backlog(client: Client,
     assert (status, empty["filed"], empty["backlog"]) == (200, 0, [])
     assert call(client, "GET", f"/statistics/services/test-leave?from={today}&to={today}", hall["s001"])[0] == 403
     assert call(client, "GET", f"/statistics/services/test-leave?from={today}&to=2020-01-01", leader)[0] == 422
+
+
+def test_a_retried_submission_with_the_same_idempotency_key_files_once(client: Client, hall: dict[str, str]) -> None:
+    headers = {"Idempotency-Key": "form-7f3a"}
+    # Given a submission, and its retry after a lost response
+    first = client.http.post("/services/test-leave/applications", body=json.dumps(leave(1)),
+                             headers={"Content-Type": "application/json", "Authorization": f"Bearer {hall['s001']}",
+                                      **headers})
+    again = client.http.post("/services/test-leave/applications", body=json.dumps(leave(1)),
+                             headers={"Content-Type": "application/json", "Authorization": f"Bearer {hall['s001']}",
+                                      **headers})
+    # Then one application exists and the retry answers with it, marked as replayed
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert json.loads(first.body)["id"] == json.loads(again.body)["id"]
+    assert again.headers.get("Idempotent-Replayed") == "true" and "Idempotent-Replayed" not in first.headers
+    assert len(call(client, "GET", "/applications", hall["s001"])[1]["items"]) == 1
+    # and a refused form releases its key, so the corrected retry files
+    bad = call(client, "POST", "/services/test-leave/applications", hall["s002"], {"data": {}}, headers)
+    good = call(client, "POST", "/services/test-leave/applications", hall["s002"], leave(1), headers)
+    assert (bad[0], good[0]) == (422, 201)
+    assert call(client, "POST", "/services/test-leave/applications", hall["s002"], leave(1),
+                {"Idempotency-Key": "no spaces"})[0] == 422

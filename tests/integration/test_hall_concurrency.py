@@ -49,7 +49,7 @@ def test_twenty_simultaneous_approvals_give_one_success_and_nineteen_conflicts()
     deps.catalogue().put(REPAIR, admin, datetime.now(timezone.utc))
     student = Actor(userid="s001", person_type="student", department="cs", class_id="cs2001")
     hall = deps.hall()
-    app = hall.file(student, "test-repair", {"room": "3-201"})
+    app, _ = hall.file(student, "test-repair", {"room": "3-201"})
     approvers = [Actor(userid=f"hq{n:02d}", person_type="staff", department="hq", roles=frozenset({"logistics"}))
                  for n in range(20)]
 

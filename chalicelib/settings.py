@@ -60,6 +60,19 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     upload_url_minutes: int = Field(15, ge=1, le=60)
 
+    # Counselling appointments (心理咨询预约): a booker may cancel until this long before the start;
+    # one person may hold this many future bookings; slots are published at most this far ahead.
+    counselling_cancel_cutoff_hours: int = Field(24, ge=0, le=14 * 24)
+    counselling_max_future_bookings: int = Field(1, ge=1, le=10)
+    counselling_horizon_days: int = Field(90, ge=1, le=365)
+
+    # Suggestions export: one CSV file stays below this many bytes (a Lambda response is at most
+    # 6 MB); a bigger export continues in the next file (X-Next-Cursor).
+    suggestions_export_max_bytes: int = Field(4_000_000, ge=10_000, le=5_500_000)
+    # Notices: where a notice's WeCom card links, with ``{notice_id}`` in it (the H5 page that
+    # shows the notice and records the read receipt). Unset: the card links the notice's own url.
+    notice_link_template: str | None = Field(None, pattern=r"^https://\S*\{notice_id\}\S*$")
+
     @field_validator("campus_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -62,7 +62,10 @@ NOTIFICATIONS_CONCURRENCY = 5
 # Verified, decrypted WeCom callbacks (directory changes) waiting to be applied.
 WECOM_EVENTS = QueueSpec(key="wecom-events", name="campus-wecom-events")
 
-QUEUES: tuple[QueueSpec, ...] = (NOTIFICATIONS, WECOM_EVENTS)
+# Application transitions whose area hooks failed inline (repair order, notice...): run again here.
+HALL_HOOKS = QueueSpec(key="hall-hooks", name="campus-hall-hooks")
+
+QUEUES: tuple[QueueSpec, ...] = (NOTIFICATIONS, WECOM_EVENTS, HALL_HOOKS)
 
 # S3 buckets, by the setting that names them per stage (names are global in S3, so each stage sets
 # its own). Private; objects are written only through presigned PUTs.

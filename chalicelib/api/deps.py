@@ -19,13 +19,14 @@ from chalicelib.db.kv import KeyValueStore
 from chalicelib.db.messaging import MemberRates, OutboxRepository
 from chalicelib.catalogue import shipped_definitions
 from chalicelib.domain.hall import Catalogue, ServiceHall
+from chalicelib.domain.workflow import Application
 from chalicelib.domain.notifications import Notification, notify
 from chalicelib.domain.uploads import AttachmentCheck
 from chalicelib.integrations import storage
-from chalicelib.integrations.queues import publish_many
+from chalicelib.integrations.queues import publish, publish_many
 from chalicelib.domain.protection import FieldProtector
 from chalicelib.domain.sessions import SessionTokens
-from chalicelib.resources import NOTIFICATIONS
+from chalicelib.resources import HALL_HOOKS, NOTIFICATIONS
 from chalicelib.settings import get_settings
 
 
@@ -107,12 +108,17 @@ def hall() -> ServiceHall:
         catalogue=catalogue(), applications=applications(), people=directory(),
         check_attachment=AttachmentCheck(uploads(), lambda key: storage.stat(uploads_bucket(), key)),
         notify=notifier(), audit=audit(), sealer=protector(), clock=_utc_now, claims=kv(),
+        retry_hooks=_retry_hooks,
     )
 
 
 @functools.cache
 def applications() -> ApplicationRepository:
     return ApplicationRepository()
+
+
+def _retry_hooks(app: Application) -> None:
+    publish(HALL_HOOKS, {"app_id": app.app_id, "version": app.version})
 
 
 def _utc_now() -> datetime:

@@ -6,8 +6,10 @@ from datetime import date, datetime, time, timedelta, timezone
 import re
 from typing import Any, Literal
 
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Response
-from chalice.app import Request
+from chalice.app import Request, SQSEvent
 
 from pydantic import BaseModel, Field
 
@@ -17,12 +19,13 @@ from chalicelib.api.schemas import PageQuery, cursor
 from chalicelib.api.security import authenticated
 from chalicelib.domain.access import Actor, Role
 from chalicelib.domain.forms import CATEGORY_NAMES, Category, FieldSpec, ServiceDefinition
-from chalicelib.domain.hall import visible_services
+from chalicelib.domain.hall import run_hooks, visible_services
 from chalicelib.domain.statistics import ServiceStatistics, service_statistics
 from chalicelib.domain.uploads import ALLOWED_TYPES, new_key
 from chalicelib.domain.workflow import Application
 from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound
 from chalicelib.integrations import storage
+from chalicelib.resources import HALL_HOOKS
 from chalicelib.settings import get_settings
 
 area = Area("hall")
@@ -252,6 +255,27 @@ def create_upload(body: UploadRequest, actor: Actor) -> UploadSlot:
                               int(lifetime.total_seconds()))
     return UploadSlot(key=key, url=url, headers={"Content-Type": body.content_type},
                       expires_at=(now + lifetime).isoformat(timespec="seconds"))
+
+
+# -- hooks that failed inline ------------------------------------------------------------------
+class HookRetry(BaseModel):
+    app_id: str
+    version: int = Field(ge=1)
+
+
+@area.blueprint.on_sqs_message(queue=HALL_HOOKS.name, batch_size=HALL_HOOKS.batch_size)
+def rerun_transition_hooks(event: SQSEvent) -> dict[str, Any]:
+    """Run an area's hooks again for a transition whose hooks failed when it was stored."""
+    return process_partial_response(event=event.to_dict(), record_handler=_rerun_hooks,
+                                    processor=BatchProcessor(EventType.SQS), context=event.context)
+
+
+def _rerun_hooks(record: SQSRecord) -> None:
+    retry = HookRetry.model_validate_json(record.body)
+    app = deps.applications().get(retry.app_id)
+    if app is None or retry.version > len(app.history):
+        raise ValueError("no such application transition")  # to the DLQ after the retries
+    run_hooks(app, app.history[retry.version - 1])
 
 
 # -- statistics ---------------------------------------------------------------------------------

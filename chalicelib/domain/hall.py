@@ -43,12 +43,23 @@ def on_transition(area: str) -> Callable[[Hook], Hook]:
     """Register ``hook(application, transition)`` for the applications of services owned by ``area``.
 
     Hooks run after the transition is stored. They must be idempotent and quick (enqueue, do not
-    call out): a hook that fails is logged and does not undo the transition.
+    call out): a hook that fails does not undo the transition; it is run again from the
+    ``campus-hall-hooks`` queue (retried, then dead-lettered) until it succeeds.
     """
     def register(hook: Hook) -> Hook:
         _HOOKS.setdefault(area, []).append(hook)
         return hook
     return register
+
+
+def run_hooks(app: Application, transition: Transition) -> None:
+    """Run the owning area's hooks for one transition (each is idempotent). Raises what a hook raises."""
+    for hook in _HOOKS.get(app.area or "", ()):
+        hook(app, transition)
+
+
+def hooks_of(area: str | None) -> list[Hook]:
+    return list(_HOOKS.get(area or "", ()))
 
 
 class DefinitionStore(Protocol):
@@ -158,6 +169,7 @@ class ServiceHall:
     sealer: Sealer
     clock: Callable[[], datetime]
     claims: Claims | None = None  # idempotency keys of filings
+    retry_hooks: Callable[[Application], None] | None = None  # queues a transition whose hooks failed
 
     REPLAY_WINDOW_SECONDS = 24 * 3600
 
@@ -304,12 +316,14 @@ class ServiceHall:
         transition = app.history[-1]
         for notification in self._notifications(app, transition):
             self.notify(notification)
-        for hook in _HOOKS.get(app.area or "", ()):
-            try:
-                hook(app, transition)
-            except Exception as exc:  # the transition stands; the area reconciles (and alarms see the log)
-                logger.error("transition hook failed", extra={"app_id": app.app_id, "area": app.area,
-                                                             "hook": hook.__name__, "error_type": type(exc).__name__})
+        try:
+            run_hooks(app, transition)
+        except Exception as exc:  # the transition stands; the hooks run again from the queue
+            logger.error("transition hook failed; queued for retry",
+                         extra={"app_id": app.app_id, "area": app.area, "error_type": type(exc).__name__})
+            if self.retry_hooks is None:
+                raise
+            self.retry_hooks(app)
 
     def _notifications(self, app: Application, transition: Transition) -> list[Notification]:
         event = event_of(transition)

@@ -107,12 +107,15 @@ def create_buckets(s3: Any, names: Iterable[str]) -> list[str]:
 
 
 def bucket_names() -> list[str]:
-    """The bucket names the current settings give (the stage's variables must be applied)."""
+    """The bucket names the current settings give (the stage's variables must be applied).
+
+    A stage that names no bucket (an app without uploads) gets none.
+    """
     from chalicelib.resources import BUCKET_SETTINGS
     from chalicelib.settings import get_settings
 
     settings = get_settings()
-    return [settings.secret(setting) for setting in BUCKET_SETTINGS]
+    return [name for name in (getattr(settings, setting) for setting in BUCKET_SETTINGS) if name]
 
 
 def check_consumers_declared(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -19,7 +19,7 @@ from chalicelib.api.schemas import PageQuery, cursor
 from chalicelib.api.security import authenticated
 from chalicelib.domain.access import Actor, Role
 from chalicelib.domain.forms import CATEGORY_NAMES, Category, FieldSpec, ServiceDefinition
-from chalicelib.domain.hall import run_hooks, visible_services
+from chalicelib.domain.hall import visible_services
 from chalicelib.domain.statistics import ServiceStatistics, service_statistics
 from chalicelib.domain.uploads import ALLOWED_TYPES, new_key
 from chalicelib.domain.workflow import Application
@@ -41,12 +41,13 @@ class ServiceSummary(BaseModel):
     category_name: str
     description: str
     version: int
+    filed_at: str | None = Field(description="Its own endpoint, when it is not filed as a plain application")
 
     @classmethod
     def of(cls, definition: ServiceDefinition) -> ServiceSummary:
         return cls(id=definition.id, name=definition.name, category=definition.category,
                    category_name=CATEGORY_NAMES[definition.category], description=definition.description,
-                   version=definition.version)
+                   version=definition.version, filed_at=definition.filed_at)
 
 
 class StepSummary(BaseModel):
@@ -113,8 +114,30 @@ class ApplicationView(BaseModel):
                    history=[TransitionView(**vars(t)) for t in app.history])
 
 
+class ApplicationSummary(BaseModel):
+    """An application in a list: no form data (opening one is a read, audited when not one's own)."""
+
+    id: str
+    service_id: str
+    service_name: str
+    applicant: str
+    status: str
+    step: int | None
+    step_name: str | None
+    waiting_for: str | None
+    filed_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, app: Application) -> ApplicationSummary:
+        step_name = app.chain[app.step].name if app.step is not None else None
+        return cls(id=app.app_id, service_id=app.service_id, service_name=app.service_name,
+                   applicant=app.applicant.userid, status=app.status, step=app.step, step_name=step_name,
+                   waiting_for=app.current_authority, filed_at=app.filed_at, updated_at=app.updated_at)
+
+
 class ApplicationPage(BaseModel):
-    items: list[ApplicationView]
+    items: list[ApplicationSummary]
     next: str | None
 
 
@@ -124,7 +147,8 @@ class ServicesQuery(RequestModel):
 
 
 class Form(RequestModel):
-    data: dict[str, Any] = Field(description="Field name -> value, as the service's form describes")
+    data: dict[Annotated[str, Field(max_length=40)], Any] = Field(
+        max_length=40, description="Field name -> value, as the service's form describes")
 
 
 class DecisionBody(RequestModel):
@@ -197,7 +221,7 @@ def file_application(service_id: str, body: Form, actor: Actor, request: Request
             response=ApplicationPage)
 def list_my_applications(query: PageQuery, actor: Actor) -> ApplicationPage:
     items, position = deps.hall().mine(actor, query.limit, query.position())
-    return ApplicationPage(items=[ApplicationView.of(a) for a in items], next=cursor(position))
+    return ApplicationPage(items=[ApplicationSummary.of(a) for a in items], next=cursor(position))
 
 
 @area.route("/applications/{app_id}", "GET", summary="An application (its applicant, approvers and people "
@@ -229,7 +253,7 @@ def cancel_application(app_id: str, actor: Actor) -> ApplicationView:
             query=PageQuery, response=ApplicationPage)
 def list_my_approvals(query: PageQuery, actor: Actor) -> ApplicationPage:
     items, position = deps.hall().todo(actor, query.limit, query.position())
-    return ApplicationPage(items=[ApplicationView.of(a) for a in items], next=cursor(position))
+    return ApplicationPage(items=[ApplicationSummary.of(a) for a in items], next=cursor(position))
 
 
 @area.route("/applications/{app_id}/decisions", "POST", summary="Approve, reject or return the current step",
@@ -265,7 +289,8 @@ class HookRetry(BaseModel):
 
 @area.blueprint.on_sqs_message(queue=HALL_HOOKS.name, batch_size=HALL_HOOKS.batch_size)
 def rerun_transition_hooks(event: SQSEvent) -> dict[str, Any]:
-    """Run an area's hooks again for a transition whose hooks failed when it was stored."""
+    """Send the messages and run the area hooks of a transition whose effects failed when it was
+    stored (both are idempotent, so what already happened is not repeated)."""
     return process_partial_response(event=event.to_dict(), record_handler=_rerun_hooks,
                                     processor=BatchProcessor(EventType.SQS), context=event.context)
 
@@ -275,13 +300,16 @@ def _rerun_hooks(record: SQSRecord) -> None:
     app = deps.applications().get(retry.app_id)
     if app is None or retry.version > len(app.history):
         raise ValueError("no such application transition")  # to the DLQ after the retries
-    run_hooks(app, app.history[retry.version - 1])
+    deps.hall().effects(app, retry.version)
 
 
 # -- statistics ---------------------------------------------------------------------------------
+MAX_STATISTICS_DAYS = 92  # a quarter: the statistics read every application filed in the period
+
+
 class PeriodQuery(RequestModel):
     from_: date = Field(alias="from", description="First campus day (YYYY-MM-DD)")
-    to: date = Field(description="Last campus day, included (at most 366 days after from)")
+    to: date = Field(description="Last campus day, included (the period spans at most 92 days)")
 
 
 @area.route("/statistics/services/{service_id}", "GET", summary="A service's figures over a period",
@@ -290,11 +318,12 @@ class PeriodQuery(RequestModel):
 def get_service_statistics(service_id: str, query: PeriodQuery) -> ServiceStatistics:
     """Applications filed in the period: counts by status, median hours from filing to decision, and
     what is still open, per approver authority. Aggregates only."""
-    if query.to < query.from_ or (query.to - query.from_).days > 366:
-        raise Invalid("The period must run forwards and span at most a year.", {"to": "before from or too far"})
+    if query.to < query.from_ or (query.to - query.from_).days >= MAX_STATISTICS_DAYS:
+        raise Invalid(f"The period must run forwards and span at most {MAX_STATISTICS_DAYS} days.",
+                      {"to": "before from or too far"})
     deps.catalogue().current(service_id)  # 404 for an unknown service
     tz = get_settings().tz
     since = datetime.combine(query.from_, time(), tz).astimezone(timezone.utc).isoformat(timespec="milliseconds")
     until = datetime.combine(query.to + timedelta(days=1), time(), tz).astimezone(timezone.utc).isoformat(
         timespec="milliseconds")
-    return service_statistics(service_id, deps.applications().of_service(service_id, since, until))
+    return service_statistics(service_id, deps.applications().figures_of(service_id, since, until))

@@ -49,11 +49,14 @@ class Profile(PersonSummary):
         )
 
 
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"  # base64url without padding
+
+
 class PageQuery(RequestModel):
     """Paging of lists: ``limit`` per page and the opaque ``next`` cursor of the previous page."""
 
     limit: int = Field(50, ge=1, le=200)
-    next: str | None = Field(None, max_length=400, pattern=r"^[A-Za-z0-9_-]+$",
+    next: str | None = Field(None, max_length=400, pattern=CURSOR_PATTERN,
                              description="Cursor from the previous page")
 
     def position(self) -> str | None:

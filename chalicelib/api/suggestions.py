@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from chalicelib.api import deps
 from chalicelib.api.routing import Area, RequestModel
-from chalicelib.api.schemas import PageQuery, cursor
+from chalicelib.api.schemas import CURSOR_PATTERN, PageQuery, cursor
 from chalicelib.api.security import authenticated
 from chalicelib.db.suggestions import SuggestionRepository
 from chalicelib.domain.access import Actor, Role
@@ -65,7 +65,8 @@ class SuggestionsQuery(PageQuery):
 class ExportQuery(RequestModel):
     topic: str | None = Field(None, pattern=TOPIC_PATTERN)
     campaign: str = Field(DEFAULT_CAMPAIGN, pattern=SERVICE_ID_PATTERN)
-    next: str | None = Field(None, max_length=400, description="X-Next-Cursor of the previous file")
+    next: str | None = Field(None, max_length=400, pattern=CURSOR_PATTERN,
+                             description="X-Next-Cursor of the previous file")
 
     def position(self) -> str | None:
         return PageQuery(next=self.next).position()

@@ -21,16 +21,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.exceptions import PutError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from chalicelib.db.base import TableMeta, TableName
 from chalicelib.domain.forms import ServiceDefinition
+from chalicelib.domain.statistics import Figures
 from chalicelib.domain.workflow import Applicant, Application, ChainStep, Transition
 from chalicelib.errors import Conflict
 
@@ -79,9 +80,11 @@ class ByAuthority(GlobalSecondaryIndex["ApplicationModel"]):
 
 
 class ByService(GlobalSecondaryIndex["ApplicationModel"]):
+    """Statistics read only figures: no form data travels through this index."""
+
     class Meta:
         index_name = "by_service"
-        projection = AllProjection()
+        projection = IncludeProjection(["status", "authority", "waiting_key", "decided_at"])
 
     service_id = UnicodeAttribute(hash_key=True)
     filed_key = UnicodeAttribute(range_key=True)
@@ -101,6 +104,7 @@ class ApplicationModel(Model):
     # Only while pending: the authority of the current step, and since when it waits.
     authority = UnicodeAttribute(null=True)
     waiting_key = UnicodeAttribute(null=True)
+    decided_at = UnicodeAttribute(null=True)  # the approver's final decision (approve or reject)
     record = UnicodeAttribute()  # JSON of the whole application (form, chain, history)
 
     by_applicant = ByApplicant()
@@ -207,12 +211,14 @@ class ApplicationRepository:
         rows.sort(key=lambda row: row.waiting_key or "")
         return _page(rows, limit, lambda row: row.waiting_key or "")
 
-    def of_service(self, service_id: str, since: str, until: str) -> Iterator[Application]:
-        """Applications of a service filed in ``[since, until)`` (UTC ISO bounds)."""
+    def figures_of(self, service_id: str, since: str, until: str) -> Iterator[Figures]:
+        """The figures of a service's applications filed in ``[since, until)`` (UTC ISO bounds)."""
         condition = ApplicationModel.filed_key.between(since, until)
         for row in ApplicationModel.by_service.query(service_id, condition):
             if row.filed_key < until:
-                yield _application(row)
+                yield Figures(status=row.status, filed_at=row.filed_key.split("#", 1)[0],
+                              decided_at=row.decided_at, authority=row.authority,
+                              waiting_since=row.waiting_key.split("#", 1)[0] if row.waiting_key else None)
 
 
 class UploadRepository:
@@ -242,6 +248,7 @@ def _model(app: Application) -> ApplicationModel:
         version=app.version,
         authority=app.current_authority if pending else None,
         waiting_key=f"{waiting_since}#{app.app_id}" if pending else None,
+        decided_at=app.decided_at,
         record=json.dumps(_record(app), ensure_ascii=False, separators=(",", ":")),
     )
 
@@ -268,6 +275,3 @@ def _application(row: ApplicationModel) -> Application:
         extra=record.get("extra") or {},
     )
 
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -30,6 +30,7 @@ FieldType = Literal["text", "textarea", "number", "date", "datetime", "select", 
 Event = Literal["filed", "approved", "rejected", "returned", "withdrawn", "cancelled"]
 
 MAX_TEXT = {"text": 200, "textarea": 2000}
+MAX_NUMBER = 1e15  # beyond any quantity a form asks for, and exact as a float
 
 
 class _Strict(BaseModel):
@@ -144,6 +145,9 @@ class ServiceDefinition(_Strict):
     order: int = Field(0, ge=0)
     area: str | None = Field(None, pattern=r"^[a-z_]{2,32}$",
                              description="The area whose own endpoints serve this service, if any")
+    filed_at: str | None = Field(None, pattern=r"^(GET|POST|PUT) /[a-z0-9/{}_-]+$", max_length=100,
+                                 description="Where the H5 files it when it is not a plain application "
+                                             "(its area's own endpoint, e.g. a booking)")
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceDefinition:
@@ -156,6 +160,9 @@ class ServiceDefinition(_Strict):
                 target = by_name.get(resolver[6:])
                 if target is None or target.type != "person":
                     raise ValueError(f"{resolver}: must name a field of type person")
+                if not target.person_types or not target.required:
+                    # Otherwise an applicant could name any friend as their approver.
+                    raise ValueError(f"{resolver}: the person field must be required and restrict person_types")
             if resolver.startswith("role:") and resolver[5:] not in ROLES:
                 raise ValueError(f"{resolver}: unknown role")
         resolvers = [s.approver for s in self.steps] + [c.to for c in self.cc]
@@ -169,6 +176,12 @@ class ServiceDefinition(_Strict):
                 except ValueError as exc:
                     raise ValueError(f"step {step.name!r}: {exc}") from None
         return self
+
+    def spans(self) -> list[tuple[str, str]]:
+        """The (start, end) field pairs the conditions measure with ``days()``: end must not precede start."""
+        found = re.findall(r"days\(\s*([a-z_][a-z0-9_]*)\s*,\s*([a-z_][a-z0-9_]*)\s*\)",
+                           " ".join(s.when or "" for s in self.steps))
+        return list(dict.fromkeys(found))
 
     def field(self, name: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -331,7 +344,9 @@ def validate_form(definition: ServiceDefinition, data: Mapping[str, Any],
             problems[name] = "not a field of this form"
     for spec in definition.fields:
         value = data.get(spec.name)
-        if value is None or value == "" or value == []:
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "" or value == [] or value == {}:
             if spec.required:
                 problems[spec.name] = "required"
             continue
@@ -350,6 +365,10 @@ def validate_form(definition: ServiceDefinition, data: Mapping[str, Any],
             reason = check_person(spec, clean[spec.name])
             if reason:
                 problems[spec.name] = reason
+    for first, second in definition.spans():
+        if first in clean and second in clean and second not in problems and first not in problems:
+            if (days_between(clean[first], clean[second]) or Decimal(0)) < 0:
+                problems[second] = f"must not be before {first}"
     if problems:
         raise FormInvalid(problems)
     return clean
@@ -373,6 +392,8 @@ def _clean(spec: FieldSpec, value: Any) -> Any:
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError("must be a number")
+        if not -MAX_NUMBER <= value <= MAX_NUMBER:  # also refuses NaN and infinities
+            raise ValueError(f"must be between -{MAX_NUMBER:g} and {MAX_NUMBER:g}")
         if spec.integer and not float(value).is_integer():
             raise ValueError("must be a whole number")
         if spec.min is not None and value < spec.min:
@@ -396,7 +417,7 @@ def _clean(spec: FieldSpec, value: Any) -> Any:
             raise ValueError("must be an ISO-8601 time with offset")
         return moment.isoformat()
     if kind == "select":
-        if value not in {o.value for o in spec.options}:
+        if not isinstance(value, str) or value not in {o.value for o in spec.options}:
             raise ValueError("not one of the options")
         return value
     if kind == "multiselect":

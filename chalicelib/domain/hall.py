@@ -26,7 +26,7 @@ from chalicelib.domain.workflow import (
     act_as_applicant,
     can_view,
     decide,
-    event_of,
+    events_of,
     file_application,
     new_app_id,
     resolve_chain,
@@ -92,6 +92,7 @@ class AuditLog(Protocol):
 class Claims(Protocol):
     def claim(self, key: str, ttl_seconds: float, value: str = "") -> bool: ...
     def get(self, key: str) -> str | None: ...
+    def put(self, key: str, value: str, ttl_seconds: float) -> None: ...
     def release(self, key: str) -> None: ...
 
 
@@ -105,25 +106,27 @@ class Catalogue:
     def __init__(self, shipped: Mapping[str, ServiceDefinition], stored: DefinitionStore) -> None:
         self._shipped = shipped
         self._stored = stored
+        self._pinned: set[tuple[str, int]] = set()
 
     def current_all(self) -> dict[str, ServiceDefinition]:
         current = dict(self._shipped)
         for service_id, definition in self._stored.latest_versions().items():
-            if service_id not in current or current[service_id].version < definition.version:
+            if service_id not in current or current[service_id].version <= definition.version:
                 current[service_id] = definition
         return current
 
     def current(self, service_id: str) -> ServiceDefinition:
-        """Raises: NotFound."""
+        """The newest version; a stored one wins over a shipped one of the same number. Raises: NotFound."""
         shipped = self._shipped.get(service_id)
         stored = self._stored.latest(service_id)
-        candidates = [d for d in (shipped, stored) if d is not None]
-        if not candidates:
+        if shipped is None and stored is None:
             raise NotFound(f"No service {service_id!r}.")
-        return max(candidates, key=lambda d: d.version)
+        if stored is None or (shipped is not None and shipped.version > stored.version):
+            return shipped  # type: ignore[return-value]
+        return stored
 
     def version(self, service_id: str, version: int) -> ServiceDefinition:
-        """The definition an application was filed under (stored versions win over shipped ones)."""
+        """The definition an application was filed under (pinned in the store when it was filed)."""
         stored = self._stored.get(service_id, version)
         if stored is not None:
             return stored
@@ -132,16 +135,32 @@ class Catalogue:
             return shipped
         raise NotFound(f"Service {service_id!r} has no version {version}.")
 
+    def pin(self, definition: ServiceDefinition, now: datetime) -> None:
+        """Keep the version an application is filed under in the store.
+
+        Shipped definitions live in the code package; once a later deploy ships a newer version,
+        applications filed under the old one still need it (to resend, to run hooks). Stored
+        versions are pinned already; a shipped one is stored on its first filing (once per process).
+        """
+        key = (definition.id, definition.version)
+        if key in self._pinned:
+            return
+        if self._shipped.get(definition.id) == definition and self._stored.get(*key) is None:
+            try:
+                self._stored.add(definition, "catalogue", now)
+            except Conflict:
+                pass  # stored meanwhile by another filing
+        self._pinned.add(key)
+
     def put(self, definition: ServiceDefinition, actor: Actor, now: datetime) -> ServiceDefinition:
         """Store ``definition`` as the next version of its service (the version given is ignored).
 
         Raises:
             Conflict: another change got the same version number first.
         """
-        try:
-            current = self.current(definition.id).version
-        except NotFound:
-            current = 0
+        shipped = self._shipped.get(definition.id)
+        stored_latest = self._stored.latest(definition.id)
+        current = max(shipped.version if shipped else 0, stored_latest.version if stored_latest else 0)
         stored = definition.model_copy(update={"version": current + 1})
         self._stored.add(stored, actor.userid, now)
         return stored
@@ -172,6 +191,7 @@ class ServiceHall:
     retry_hooks: Callable[[Application], None] | None = None  # queues a transition whose hooks failed
 
     REPLAY_WINDOW_SECONDS = 24 * 3600
+    CLAIM_SECONDS = 60  # a filing in progress: a crashed one frees its key after this
 
     # -- applicants -----------------------------------------------------------------------------
     def file(self, actor: Actor, service_id: str, data: Mapping[str, Any],
@@ -191,45 +211,53 @@ class ServiceHall:
             Conflict: the first request with this key is still being processed.
         """
         if idempotency_key is None or self.claims is None:
-            return self._file(actor, service_id, data, None), False
-        claim = f"file#{actor.userid}#{service_id}#{idempotency_key}"
-        app_id = new_app_id(self.clock())
-        if not self.claims.claim(claim, self.REPLAY_WINDOW_SECONDS, value=app_id):
-            earlier = self.claims.get(claim)
-            app = self.applications.get(earlier) if earlier else None
-            if app is None:
-                raise Conflict("The same submission is being processed; try again in a moment.")
-            return app, True
-        try:
-            return self._file(actor, service_id, data, app_id), False
-        except Exception:
-            self.claims.release(claim)  # nothing was filed: a corrected retry may use the key again
-            raise
+            app = self._file(actor, service_id, data, None)
+        else:
+            claim = f"file#{actor.userid}#{service_id}#{idempotency_key}"
+            app_id = new_app_id(self.clock())
+            # Claimed briefly while filing; kept for the replay window once the application is stored.
+            if not self.claims.claim(claim, self.CLAIM_SECONDS, value=app_id):
+                earlier = self.claims.get(claim)
+                found = self.applications.get(earlier) if earlier else None
+                if found is None:
+                    raise Conflict("The same submission is being processed; try again in a moment.")
+                return found, True
+            try:
+                app = self._file(actor, service_id, data, app_id)
+            except Exception:
+                self.claims.release(claim)  # nothing was stored: a corrected retry may use the key again
+                raise
+            self.claims.put(claim, app_id, self.REPLAY_WINDOW_SECONDS)
+        self._after(app)
+        return app, False
 
     def _file(self, actor: Actor, service_id: str, data: Mapping[str, Any], app_id: str | None) -> Application:
+        """Validate and store a new application (no messages or hooks yet)."""
         definition = self.catalogue.current(service_id)
         if not definition.applicants.admits(actor):
             raise NotFound(f"No service {service_id!r} for you.")
+        if definition.filed_at:
+            raise Conflict(f"{definition.name} is filed through {definition.filed_at}, not as an application.")
         applicant = Applicant(actor.userid, actor.person_type, actor.department, actor.class_id)
         clean, sealed = self._clean(definition, actor, data)
         chain = self._chain(definition, applicant, clean)
         app = file_application(definition, applicant, clean, chain, self.clock(), app_id)
         app = replace(app, extra={"sealed": sealed} if sealed else {})
+        self.catalogue.pin(definition, self.clock())
         self.applications.save(app, None)
-        self._after(app, definition)
         return app
 
     def resubmit(self, actor: Actor, app_id: str, data: Mapping[str, Any]) -> Application:
         """Send a returned application again, edited; it is checked against the version it was filed under."""
         app = self.read(actor, app_id)
         definition = self.catalogue.version(app.service_id, app.service_version)
-        clean, sealed = self._clean(definition, actor, data)
+        clean, sealed = self._clean(definition, actor, data, already=app.data)
         chain = self._chain(definition, app.applicant, clean)
         moved = resubmit(app, actor, clean, chain, self.clock())
         moved = replace(moved, extra={**app.extra, "sealed": sealed} if sealed else
                         {k: v for k, v in app.extra.items() if k != "sealed"})
         self.applications.save(moved, app.version)
-        self._after(moved, definition)
+        self._after(moved)
         return moved
 
     def withdraw_or_cancel(self, actor: Actor, app_id: str, verb: Literal["withdraw", "cancel"],
@@ -237,7 +265,7 @@ class ServiceHall:
         app = self.read(actor, app_id)
         moved = act_as_applicant(app, actor, verb, comment, self.clock())
         self.applications.save(moved, app.version)
-        self._after(moved, self.catalogue.version(app.service_id, app.service_version))
+        self._after(moved)
         return moved
 
     def mine(self, actor: Actor, limit: int, after: str | None) -> tuple[list[Application], str | None]:
@@ -253,7 +281,7 @@ class ServiceHall:
         app = self.read(actor, app_id)
         moved = decide(app, actor, decision, comment, self.clock())
         self.applications.save(moved, app.version)
-        self._after(moved, self.catalogue.version(app.service_id, app.service_version))
+        self._after(moved)
         return moved
 
     # -- reading --------------------------------------------------------------------------------
@@ -274,12 +302,20 @@ class ServiceHall:
         return app
 
     # -- internals ------------------------------------------------------------------------------
-    def _clean(self, definition: ServiceDefinition, actor: Actor,
-               data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-        """Validate the form; ID numbers are kept sealed, the form shows them masked."""
+    def _clean(self, definition: ServiceDefinition, actor: Actor, data: Mapping[str, Any],
+               already: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+        """Validate the form; ID numbers are kept sealed, the form shows them masked.
+
+        ``already`` is the form being edited: files it already holds stay acceptable even after
+        their upload slot has expired.
+        """
+        def check_attachment(spec: FieldSpec, key: str) -> str | None:
+            if already and key in (already.get(spec.name) or ()):
+                return None
+            return self.check_attachment(actor.userid, spec, key)
+
         try:
-            clean = validate_form(definition, data,
-                                  check_attachment=lambda spec, key: self.check_attachment(actor.userid, spec, key),
+            clean = validate_form(definition, data, check_attachment=check_attachment,
                                   check_person=self._check_person)
         except FormInvalid as exc:
             raise Invalid("The form has errors.", {f"data.{name}": reason for name, reason in exc.fields.items()}) \
@@ -311,23 +347,32 @@ class ServiceHall:
                               {f"steps.{index}": "no approver"})
         return chain
 
-    def _after(self, app: Application, definition: ServiceDefinition) -> None:
-        """Tell the people concerned, then let the owning area react."""
-        transition = app.history[-1]
-        for notification in self._notifications(app, transition):
-            self.notify(notification)
+    def _after(self, app: Application) -> None:
+        """Tell the people concerned and let the owning area react. The transition is stored
+        already: if either fails it is queued and done again by the hooks consumer."""
         try:
-            run_hooks(app, transition)
-        except Exception as exc:  # the transition stands; the hooks run again from the queue
-            logger.error("transition hook failed; queued for retry",
+            self.effects(app, len(app.history))
+        except Exception as exc:
+            logger.error("transition effects failed; queued for retry",
                          extra={"app_id": app.app_id, "area": app.area, "error_type": type(exc).__name__})
             if self.retry_hooks is None:
                 raise
             self.retry_hooks(app)
 
-    def _notifications(self, app: Application, transition: Transition) -> list[Notification]:
-        event = event_of(transition)
-        base = f"app:{app.app_id}:v{app.version}"
+    def effects(self, app: Application, version: int) -> None:
+        """Messages and area hooks of the transition that made ``version`` (each idempotent).
+
+        Raises: whatever the notifier or a hook raises.
+        """
+        transition = app.history[version - 1]
+        for notification in self._notifications(app, transition, version):
+            self.notify(notification)
+        run_hooks(app, transition)
+
+    def _notifications(self, app: Application, transition: Transition, version: int) -> list[Notification]:
+        events = events_of(transition)
+        event = events[-1]
+        base = f"app:{app.app_id}:v{version}"
         notes = []
         if transition.actor != app.applicant.userid:
             step = app.chain[transition.step].name if transition.step is not None and transition.step < len(
@@ -337,13 +382,13 @@ class ServiceHall:
             body = f"您的“{app.service_name}”申请{text}。" + (f"意见：{transition.comment}" if transition.comment else "")
             notes.append(Notification(key=f"{base}:applicant", recipients=(app.applicant.userid,),
                                       title=app.service_name, body=body))
-        if app.status == "pending" and app.current_authority:
+        if version == app.version and app.status == "pending" and app.current_authority:
             approvers = [u for u in self.people.holders(app.current_authority) if u != app.applicant.userid]
             if approvers:
                 notes.append(Notification(
                     key=f"{base}:approvers", recipients=tuple(approvers), title=f"待审批：{app.service_name}",
                     body=f"有一项“{app.service_name}”申请等待您审批（{app.chain[app.step or 0].name}）。"))
-        copied = sorted({u for events, authority in app.cc if event in events
+        copied = sorted({u for on, authority in app.cc if set(on) & set(events)
                          for u in self.people.holders(authority)} - {app.applicant.userid})
         if copied:
             notes.append(Notification(key=f"{base}:cc", recipients=tuple(copied), title=app.service_name,

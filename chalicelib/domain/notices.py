@@ -32,7 +32,7 @@ from typing import Literal, Protocol
 
 from chalicelib.domain.access import PERSON_TYPES, ROLES, Actor, Role
 from chalicelib.domain.notifications import Notification
-from chalicelib.domain.workflow import Application, Transition
+from chalicelib.domain.workflow import Application, Transition, became_approved
 from chalicelib.errors import Forbidden, Invalid, NotFound
 from chalicelib.observability import logger
 
@@ -218,11 +218,6 @@ def resolve_recipients(audience: Audience, directory: AudienceDirectory) -> list
 
 
 # -- the teaching release column -------------------------------------------------------------------
-def publishes_teaching_release(app: Application, transition: Transition) -> bool:
-    return app.status == "approved" and transition.to_status == "approved" and transition.verb in (
-        "approve", "file", "resubmit")
-
-
 def teaching_notice(app: Application, transition: Transition) -> Notice:
     """The teaching-column notice an approved release becomes (its id derives from the application's)."""
     data = app.data
@@ -301,7 +296,7 @@ class NoticeBoard:
 
     def on_transition(self, app: Application, transition: Transition) -> Notice | None:
         """An approved teaching release becomes a teaching-column notice (once, however often called)."""
-        if not publishes_teaching_release(app, transition):
+        if not became_approved(app, transition):
             return None
         notice = teaching_notice(app, transition)
         existing = self.store.get(notice.notice_id)

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 from chalicelib.domain.access import Actor, Role
 from chalicelib.domain.notifications import Notification
-from chalicelib.domain.workflow import Application, Transition
+from chalicelib.domain.workflow import Application, Transition, became_approved, was_cancelled
 from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound
 
 RepairStatus = Literal["accepted", "assigned", "done", "closed", "cancelled"]
@@ -90,17 +90,6 @@ class RepairOrder:
 
 
 # -- when the hall tells us -----------------------------------------------------------------------
-def opens_order(app: Application, transition: Transition) -> bool:
-    """Whether this transition is the one that makes the repair an order: the application became
-    approved (by logistics' decision; or at filing, should a later definition drop the step)."""
-    return app.status == "approved" and transition.to_status == "approved" and transition.verb in (
-        "approve", "file", "resubmit")
-
-
-def cancels_order(app: Application, transition: Transition) -> bool:
-    return transition.verb == "cancel" and app.status == "cancelled"
-
-
 def order_from(app: Application, transition: Transition) -> RepairOrder:
     """A new order for an approved application, ``accepted``; the form fields are copied in."""
     data, at = app.data, transition.at
@@ -282,10 +271,10 @@ class RepairDesk:
         Idempotent: a repeated approval finds the order there (the conditional put refuses to
         overwrite it), a repeated cancellation finds it cancelled.
         """
-        if opens_order(app, transition):
+        if became_approved(app, transition):
             order = order_from(app, transition)
             return order if self.store.create(order) else None
-        if cancels_order(app, transition):
+        if was_cancelled(app, transition):
             return self._cancel(app.app_id, transition.actor)
         return None
 

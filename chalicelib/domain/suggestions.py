@@ -24,7 +24,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
 from chalicelib.domain.forms import ServiceDefinition
-from chalicelib.domain.workflow import Application, Transition
+from chalicelib.domain.workflow import Application, Transition, became_approved, was_cancelled
 
 ANONYMOUS_FIELD = "anonymous"
 TOPIC_FIELD = "topic"
@@ -51,17 +51,6 @@ class Suggestion:
 
 
 # -- when the hall tells us -----------------------------------------------------------------------
-def collects(app: Application, transition: Transition) -> bool:
-    """The filing became approved (at once for the shipped step-less definition)."""
-    return app.status == "approved" and transition.to_status == "approved" and transition.verb in (
-        "file", "approve", "resubmit")
-
-
-def discards(app: Application, transition: Transition) -> bool:
-    """The author cancelled the approved filing: it leaves the collection."""
-    return transition.verb == "cancel" and app.status == "cancelled"
-
-
 def is_anonymous(data: Mapping[str, Any]) -> bool:
     return data.get(ANONYMOUS_FIELD) is True
 
@@ -163,10 +152,10 @@ class SuggestionBox:
 
         Idempotent: the store refuses a second copy, and deleting twice is harmless.
         """
-        if collects(app, transition):
+        if became_approved(app, transition):
             suggestion = self._suggestion(app)
             return suggestion if self.store.create(suggestion) else None
-        if discards(app, transition):
+        if was_cancelled(app, transition):
             self.store.delete(app.app_id)
         return None
 

@@ -92,8 +92,12 @@ class Application:
 
     @property
     def decided_at(self) -> str | None:
-        """When the application reached a final state."""
-        return self.history[-1].at if self.status in FINAL and self.history else None
+        """When an approver's decision made it approved or rejected (not set for filings without
+        steps, withdrawals or cancellations)."""
+        last = self.history[-1] if self.history else None
+        if self.status in ("approved", "rejected") and last is not None and last.verb in ("approve", "reject"):
+            return last.at
+        return None
 
 
 class NoApprover(Invalid):
@@ -221,11 +225,23 @@ def _moved(app: Application, actor: str, verb: Verb, status: Status, step: int |
                    history=(*app.history, transition))
 
 
-def event_of(transition: Transition) -> str:
-    """The notification event a transition is: filed, approved (final), rejected, returned..."""
+def events_of(transition: Transition) -> tuple[str, ...]:
+    """The notification events of a transition: filed, approved (final), rejected, returned,
+    advanced (to the next step)...; a filing approved at once is both filed and approved."""
     if transition.verb in ("file", "resubmit"):
-        return "filed"
-    return transition.to_status if transition.to_status != "pending" else "advanced"
+        return ("filed", "approved") if transition.to_status == "approved" else ("filed",)
+    return (transition.to_status if transition.to_status != "pending" else "advanced",)
+
+
+def became_approved(app: Application, transition: Transition) -> bool:
+    """The transition made the application approved (a final approval, or a filing without steps)."""
+    return app.status == "approved" and transition.to_status == "approved" and transition.verb in (
+        "approve", "file", "resubmit")
+
+
+def was_cancelled(app: Application, transition: Transition) -> bool:
+    """The applicant cancelled the approved application with this transition."""
+    return transition.verb == "cancel" and app.status == "cancelled"
 
 
 def can_view(app: Application, actor: Actor) -> bool:

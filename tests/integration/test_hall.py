@@ -301,3 +301,45 @@ def test_a_retried_submission_with_the_same_idempotency_key_files_once(client: C
     assert (bad[0], good[0]) == (422, 201)
     assert call(client, "POST", "/services/test-leave/applications", hall["s002"], leave(1),
                 {"Idempotency-Key": "no spaces"})[0] == 422
+
+
+def test_forms_refuse_blank_required_text_odd_values_and_reversed_periods(client: Client, hall: dict[str, str]) -> None:
+    # Given a blank reason, a select-like value of the wrong shape, a huge number and an end before the start
+    body = {"data": {"start": "2026-12-05T08:00:00+08:00", "end": "2026-12-01T08:00:00+08:00", "reason": "   ",
+                     "nights": 10 ** 400}}
+    status, error = call(client, "POST", "/services/test-leave/applications", hall["s001"], body)
+    # Then each is named, and nothing is filed (a reversed period would otherwise skip approval steps)
+    assert status == 422, error
+    assert error["fields"] == {"data.reason": "required", "data.nights": "must be between -1e+15 and 1e+15",
+                               "data.end": "must not be before start"}
+    assert call(client, "GET", "/applications", hall["s001"])[1]["items"] == []
+
+
+def test_lists_carry_no_form_data(client: Client, hall: dict[str, str]) -> None:
+    call(client, "POST", "/services/test-leave/applications", hall["s001"], leave(1, mobile="13800138000"))
+    for token, path in ((hall["s001"], "/applications"), (hall["fdy01"], "/approvals")):
+        items = call(client, "GET", path, token)[1]["items"]
+        assert len(items) == 1 and "data" not in items[0] and "13800138000" not in json.dumps(items)
+        assert items[0]["step_name"] == "辅导员审批"
+
+
+def test_a_returned_form_keeps_its_files_after_their_upload_slots_expire(client: Client, hall: dict[str, str]) -> None:
+    s3 = boto3.client("s3")
+    _, slot = call(client, "POST", "/uploads", hall["s001"], {"content_type": "application/pdf", "size": 8})
+    s3.put_object(Bucket=bucket_names()[0], Key=slot["key"], Body=b"x" * 8, ContentType="application/pdf")
+    _, app = call(client, "POST", "/services/test-leave/applications", hall["s001"], leave(1, proof=[slot["key"]]))
+    call(client, "POST", f"/applications/{app['id']}/decisions", hall["fdy01"], {"decision": "return"})
+    # Given the slot is gone (TTL) when the student edits the returned form
+    from chalicelib.db.hall import UploadModel
+
+    UploadModel(slot["key"]).delete()
+    # When they resend it with the same file, it is accepted; a new unknown key is not
+    status, resent = call(client, "PUT", f"/applications/{app['id']}", hall["s001"], leave(2, proof=[slot["key"]]))
+    assert (status, resent["data"]["proof"]) == (200, [slot["key"]])
+
+
+def test_services_filed_at_their_own_endpoint_refuse_a_plain_application(client: Client, hall: dict[str, str]) -> None:
+    status, error = call(client, "POST", "/services/counselling/applications", hall["s001"],
+                         {"data": {"topic": "x"}})
+    assert status == 409 and "/counselling/slots" in error["message"]
+    assert call(client, "GET", "/services/counselling", hall["s001"])[1]["filed_at"].startswith("POST /counselling")

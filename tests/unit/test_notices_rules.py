@@ -17,12 +17,11 @@ from chalicelib.domain.notices import (
     card,
     check_audience,
     check_may_publish,
-    publishes_teaching_release,
     resolve_recipients,
     summary,
     teaching_notice,
 )
-from chalicelib.domain.workflow import Applicant, ChainStep, decide, file_application
+from chalicelib.domain.workflow import Applicant, ChainStep, became_approved, decide, file_application
 from chalicelib.errors import Forbidden, Invalid
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
@@ -135,9 +134,9 @@ def test_a_teaching_release_maps_to_its_department() -> None:
     app = file_application(definition, Applicant("t001", "staff", "cs"),
                            {"title": "课程调整", "audience": "students", "body": "正文"},
                            (ChainStep("学院负责人审核", "dept_head:cs"),), NOW)
-    assert not publishes_teaching_release(app, app.history[-1])
+    assert not became_approved(app, app.history[-1])
     approved = decide(app, DEAN, "approve", "", NOW)
-    assert publishes_teaching_release(approved, approved.history[-1])
+    assert became_approved(approved, approved.history[-1])
     notice = teaching_notice(approved, approved.history[-1])
     assert (notice.notice_id, notice.column, notice.publisher, notice.approved_by, notice.source) == (
         f"app-{app.app_id}", "teaching", "t001", "u1", app.app_id)

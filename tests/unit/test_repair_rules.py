@@ -21,11 +21,10 @@ from chalicelib.domain.repair import (
     logistics_recipients,
     mark_done,
     notification_for,
-    opens_order,
     order_from,
     reopen,
 )
-from chalicelib.domain.workflow import Applicant, ChainStep, decide, file_application
+from chalicelib.domain.workflow import Applicant, ChainStep, became_approved, decide, file_application
 from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
@@ -117,9 +116,9 @@ def test_cancel_applies_to_unfinished_orders_only() -> None:
 
 def test_the_order_opens_only_when_the_application_becomes_approved() -> None:
     app = approved_app()
-    assert opens_order(app, app.history[-1])
+    assert became_approved(app, app.history[-1])
     filed = replace(app, status="pending", history=app.history[:1])
-    assert not opens_order(filed, filed.history[-1])
+    assert not became_approved(filed, filed.history[-1])
     # The order copies the form and names the approver as who accepted it
     made = order_from(app, app.history[-1])
     assert (made.order_id, made.student, made.place, made.status, made.history[0].actor) == (

@@ -17,15 +17,13 @@ from chalicelib.domain.suggestions import (
     CSV_HEADER,
     Suggestion,
     SuggestionBox,
-    collects,
-    discards,
     export_filename,
     render_csv,
     safe_cell,
     suggestion_from,
     topic_labels,
 )
-from chalicelib.domain.workflow import Applicant, act_as_applicant, file_application
+from chalicelib.domain.workflow import Applicant, act_as_applicant, became_approved, file_application, was_cancelled
 from chalicelib.domain.access import Actor
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
@@ -41,10 +39,10 @@ def filing(**data):
 
 def test_the_shipped_form_is_a_filing_collected_at_once_and_dropped_when_cancelled() -> None:
     app = filing()
-    assert app.status == "approved" and collects(app, app.history[-1])
+    assert app.status == "approved" and became_approved(app, app.history[-1])
     author = Actor(userid="t001", person_type="staff", department="cs")
     cancelled = act_as_applicant(app, author, "cancel", "", NOW)
-    assert not collects(cancelled, cancelled.history[-1]) and discards(cancelled, cancelled.history[-1])
+    assert not became_approved(cancelled, cancelled.history[-1]) and was_cancelled(cancelled, cancelled.history[-1])
 
 
 def test_topic_labels_come_from_the_shipped_form() -> None:

@@ -55,7 +55,8 @@ def definition(resolvers: list[str], conditional: list[bool]) -> ServiceDefiniti
     return ServiceDefinition.model_validate({
         "id": "random-chain", "name": "随机", "category": "life", "applicants": {"types": ["student"]},
         "fields": [{"name": "days", "label": "天数", "type": "number", "required": True},
-                   {"name": "helper", "label": "协办人", "type": "person", "required": True}],
+                   {"name": "helper", "label": "协办人", "type": "person", "required": True,
+                    "person_types": ["staff"]}],
         "steps": [{"name": f"step {i}", "approver": r, **({"when": "days > 3"} if c else {})}
                   for i, (r, c) in enumerate(zip(resolvers, conditional))],
     })

@@ -80,7 +80,11 @@ def _store() -> SuggestionRepository:
 
 def box() -> SuggestionBox:
     return SuggestionBox(store=_store(), directory=deps.directory(), definition_of=deps.catalogue().version,
-                         tz=get_settings().tz)
+                         tz=get_settings().tz, pseudonym=_pseudonym)
+
+
+def _pseudonym(app_id: str) -> str:
+    return deps.protector().lookup_key("suggestion", app_id)[:32]
 
 
 @on_transition("suggestions")

@@ -36,7 +36,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 @dataclass(frozen=True)
 class Suggestion:
-    suggestion_id: str  # the application id
+    suggestion_id: str  # a keyed pseudonym of the application id: an anonymous one cannot be traced back
     campaign: str  # the service id it was filed under
     topic: str
     topic_label: str
@@ -64,13 +64,13 @@ def topic_labels(definition: ServiceDefinition) -> dict[str, str]:
 
 
 def suggestion_from(app: Application, labels: Mapping[str, str], author_name: str | None,
-                    department_name: str | None) -> Suggestion:
+                    department_name: str | None, suggestion_id: str | None = None) -> Suggestion:
     """The stored suggestion for an approved filing; an anonymous one carries no author at all."""
     data = app.data
     anonymous = is_anonymous(data)
     topic = str(data.get(TOPIC_FIELD) or "other")
     return Suggestion(
-        suggestion_id=app.app_id, campaign=app.service_id, topic=topic, topic_label=labels.get(topic, topic),
+        suggestion_id=suggestion_id or app.app_id, campaign=app.service_id, topic=topic, topic_label=labels.get(topic, topic),
         title=str(data.get("title") or ""), content=str(data.get("content") or ""), filed_at=app.filed_at,
         attachments=len(data.get("attachments") or ()), anonymous=anonymous,
         author=None if anonymous else app.applicant.userid,
@@ -146,6 +146,9 @@ class SuggestionBox:
     directory: Directory
     definition_of: Callable[[str, int], ServiceDefinition]
     tz: tzinfo
+    # application id -> suggestion id; keyed, so that neither readers of the collection nor anyone
+    # holding an application id can link an anonymous suggestion to the filing (and its author)
+    pseudonym: Callable[[str], str] = lambda app_id: app_id
 
     def on_transition(self, app: Application, transition: Transition) -> Suggestion | None:
         """Collect an approved filing or drop a cancelled one; returns what it collected now.
@@ -156,7 +159,7 @@ class SuggestionBox:
             suggestion = self._suggestion(app)
             return suggestion if self.store.create(suggestion) else None
         if was_cancelled(app, transition):
-            self.store.delete(app.app_id)
+            self.store.delete(self.pseudonym(app.app_id))
         return None
 
     def page(self, campaign: str, topic: str | None, limit: int,
@@ -170,8 +173,10 @@ class SuggestionBox:
 
     def _suggestion(self, app: Application) -> Suggestion:
         labels = topic_labels(self.definition_of(app.service_id, app.service_version))
+        suggestion_id = self.pseudonym(app.app_id)
         if is_anonymous(app.data):
-            return suggestion_from(app, labels, None, None)
+            return suggestion_from(app, labels, None, None, suggestion_id)
         person = self.directory.get_person(app.applicant.userid)
         department = self.directory.departments([app.applicant.department]).get(app.applicant.department)
-        return suggestion_from(app, labels, getattr(person, "name", None), getattr(department, "name", None))
+        return suggestion_from(app, labels, getattr(person, "name", None), getattr(department, "name", None),
+                               suggestion_id)

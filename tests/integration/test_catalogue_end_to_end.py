@@ -7,7 +7,6 @@ by step by whoever holds each step's authority in the demo campus, until it is a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -18,32 +17,18 @@ from chalice.test import Client
 from chalicelib.catalogue import shipped_definitions
 from chalicelib.db.directory import DirectoryRepository
 from chalicelib.domain.forms import FieldSpec, ServiceDefinition
-from chalicelib.resources import QUEUES
-from infra.local.aws import bucket_names, create_queues
-from tests.support.identity import call, load_cast, login
+from infra.local.aws import bucket_names
+from tests.support.hall import open_campus
+from tests.support.identity import call
 
 DEFINITIONS = shipped_definitions()
 APPLICANT_BY_TYPE = {"student": "s001", "staff": "t001", "third_party": "w001"}
 OTHER_PERSON_BY_TYPE = {"staff": "t002", "student": "s003", "third_party": "w001"}
 
 
-class Tokens(dict[str, str]):
-    """Session tokens of the cast, each logged in on first use."""
-
-    def __init__(self, client: Client) -> None:
-        super().__init__()
-        self.client = client
-
-    def __missing__(self, userid: str) -> str:
-        self[userid] = login(self.client, userid)
-        return self[userid]
-
-
 @pytest.fixture
-def tokens(client: Client) -> Iterator[dict[str, str]]:
-    load_cast()
-    create_queues(boto3.client("sqs"), QUEUES)
-    yield Tokens(client)
+def tokens(client: Client) -> dict[str, str]:
+    return open_campus(client)
 
 
 # Audiences pinned by hand from DOMAIN.md, so a wrong audience in services.json fails here.

@@ -10,8 +10,9 @@ import boto3
 import pytest
 from chalice.test import Client
 
-from chalicelib.resources import NOTIFICATIONS, QUEUES
+from chalicelib.resources import QUEUES
 from infra.local.aws import bucket_names, create_queues
+from tests.support.hall import queued_notifications
 from tests.support.identity import call, load_cast, login
 
 LEAVE = {
@@ -56,17 +57,6 @@ def leave(days: float, **extra: Any) -> dict[str, Any]:
 
     end = (datetime.fromisoformat(start) + timedelta(days=days)).isoformat()
     return {"data": {"start": start, "end": end, "reason": "回家", **extra}}
-
-
-def queued_notifications() -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=NOTIFICATIONS.name)["QueueUrl"]
-    found = []
-    while True:
-        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)
-        if not answer.get("Messages"):
-            return found
-        found += [json.loads(m["Body"]) for m in answer["Messages"]]
 
 
 def test_chain_follows_the_day_thresholds_and_each_approver_in_turn(client: Client, hall: dict[str, str]) -> None:

@@ -19,6 +19,7 @@ from chalicelib.domain.workflow import Applicant, Application, ChainStep, Transi
 from chalicelib.resources import HALL_HOOKS, QUEUES
 from infra.local.aws import create_queues
 from tests.conftest import PROJECT_DIR
+from tests.support.hall import queued_notifications
 from tests.support.identity import call, load_cast, login
 
 AREA = "test_hooks"
@@ -80,6 +81,12 @@ def test_hooks_see_every_transition_and_a_failed_one_is_retried_from_the_queue(c
     # Then the consumer runs the hook for that transition, and a second delivery is harmless to it
     assert client.lambda_.invoke("rerun_transition_hooks", sqs_event(retries)).payload == {"batchItemFailures": []}
     assert SEEN == [(app["id"], "file"), (app["id"], "approve")]
+    # and the approval's messages were queued by the retry too, once whatever the deliveries
+    assert client.lambda_.invoke("rerun_transition_hooks", sqs_event(retries)).payload == {"batchItemFailures": []}
+    # (inline before the hook failed, then once per delivery: always the same key, which the
+    # notifications consumer's outbox sends once)
+    keys = [n["key"] for n in queued_notifications() if ":v2:" in n["key"]]
+    assert keys == [f"app:{app['id']}:v2:applicant"] * 3
 
 
 def test_records_whose_hooks_fail_are_reported_one_by_one(client: Client) -> None:

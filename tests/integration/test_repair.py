@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any
 
-import boto3
 import pytest
 import time_machine
 from chalice.test import Client
@@ -18,9 +15,8 @@ from chalicelib.db.directory import DirectoryRepository
 from chalicelib.db.repair import RepairOrderModel
 from chalicelib.domain.repair import assign
 from chalicelib.errors import Conflict
-from chalicelib.resources import NOTIFICATIONS, QUEUES
-from infra.local.aws import create_queues
-from tests.support.identity import call, load_cast, login
+from tests.support.hall import open_campus, queued_notifications
+from tests.support.identity import call
 
 # 10:10 in Shanghai on 1 December 2026: clear of the :00/:30 marks, so nothing is delayed on the queue.
 NOW = datetime(2026, 12, 1, 2, 10, tzinfo=timezone.utc)
@@ -28,36 +24,11 @@ REPAIR = {"data": {"building": "3号楼", "room": "512", "kind": "water", "descr
                    "available_time": "afternoon", "mobile": "13800138000"}}
 
 
-class Tokens(dict):
-    """Session tokens of the cast, logged in on first use (a test pays only for who it needs)."""
-
-    def __init__(self, client: Client) -> None:
-        super().__init__()
-        self.client = client
-
-    def __missing__(self, userid: str) -> str:
-        self[userid] = login(self.client, userid)
-        return self[userid]
-
-
 @pytest.fixture
 def campus(client: Client) -> Iterator[dict[str, str]]:
     """The demo cast logged in, the queues created, the clock on a campus morning."""
     with time_machine.travel(NOW, tick=True):
-        load_cast()
-        create_queues(boto3.client("sqs"), QUEUES)
-        yield Tokens(client)
-
-
-def queued_notifications() -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=NOTIFICATIONS.name)["QueueUrl"]
-    found = []
-    while True:
-        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)
-        if not answer.get("Messages"):
-            return found
-        found += [json.loads(m["Body"]) for m in answer["Messages"]]
+        yield open_campus(client)
 
 
 def repair_messages() -> list[tuple[str, tuple[str, ...]]]:

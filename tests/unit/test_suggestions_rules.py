@@ -77,10 +77,12 @@ def test_the_box_does_not_even_look_up_an_anonymous_author() -> None:
     stored: list[Suggestion] = []
     store = SimpleNamespace(create=lambda s: stored.append(s) or True)
     box = SuggestionBox(store=store, directory=Directory(),  # type: ignore[arg-type]
-                        definition_of=lambda service_id, version: DEFINITION, tz=SHANGHAI)
+                        definition_of=lambda service_id, version: DEFINITION, tz=SHANGHAI,
+                        pseudonym=lambda app_id: f"p-{app_id[::-1]}")
     anonymous = filing(anonymous=True)
     box.on_transition(anonymous, anonymous.history[-1])
     assert looked_up == [] and stored[0].author is None
+    assert stored[0].suggestion_id == f"p-{anonymous.app_id[::-1]}"  # not the application id
     named = filing()
     box.on_transition(named, named.history[-1])
     assert looked_up == ["t001"] and (stored[1].author_name, stored[1].author_department) == ("孙老师", "计算机学院")

@@ -96,8 +96,11 @@ class ApprovalMachine(RuleBasedStateMachine):
             after = decide(before, actor, decision, "", self.tick())  # type: ignore[arg-type]
         except (Conflict, Forbidden) as exc:
             assert not may, f"{who} was refused a decision they may take: {exc}"
+            # nothing to decide is a conflict; a decision that is not theirs to take is forbidden
+            assert isinstance(exc, Conflict if before.status != "pending" else Forbidden), exc
             return
         assert may, f"{who} decided {before.status} step {before.step} without being its approver"
+        assert after.history[-1].step == before.step  # the history names the step that was decided
         expected = {"approve": "approved" if before.step == len(before.chain) - 1 else "pending",
                     "reject": "rejected", "return": "returned"}[decision]
         assert after.status == expected
@@ -112,8 +115,9 @@ class ApprovalMachine(RuleBasedStateMachine):
         may = who == "s001" and before.status in allowed
         try:
             self.app = act_as_applicant(before, PEOPLE[who], verb, "", self.tick())  # type: ignore[arg-type]
-        except (Conflict, Forbidden):
+        except (Conflict, Forbidden) as exc:
             assert not may
+            assert isinstance(exc, Forbidden if who != "s001" else Conflict), exc
             return
         assert may and self.app.status == ("withdrawn" if verb == "withdraw" else "cancelled")
 

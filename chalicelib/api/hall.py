@@ -248,6 +248,25 @@ def cancel_application(app_id: str, actor: Actor) -> ApplicationView:
     return ApplicationView.of(deps.hall().withdraw_or_cancel(actor, app_id, "cancel"))
 
 
+class FileQuery(RequestModel):
+    key: str = Field(max_length=100, pattern=r"^uploads/[0-9a-z./]+$", description="An attachment key of the form")
+
+
+class FileLink(BaseModel):
+    url: str = Field(description="GET it before expires_at")
+    expires_at: str
+
+
+@area.route("/applications/{app_id}/files", "GET", summary="A short-lived link to one attachment of an application",
+            policy=ANYONE, query=FileQuery, response=FileLink, errors=(NotFound,))
+def get_application_file(app_id: str, query: FileQuery, actor: Actor) -> FileLink:
+    """For whoever may read the application (the read is audited when it is not one's own)."""
+    key = deps.hall().attachment(actor, app_id, query.key)
+    lifetime = timedelta(minutes=get_settings().upload_url_minutes)
+    url = storage.presign_get(deps.uploads_bucket(), key, int(lifetime.total_seconds()))
+    return FileLink(url=url, expires_at=(datetime.now(timezone.utc) + lifetime).isoformat(timespec="seconds"))
+
+
 # -- approvers ----------------------------------------------------------------------------------
 @area.route("/approvals", "GET", summary="Applications waiting for my decision, oldest first", policy=ANYONE,
             query=PageQuery, response=ApplicationPage)

@@ -301,6 +301,19 @@ class ServiceHall:
                               action="application.read", detail={"app_id": app.app_id, "service": app.service_id})
         return app
 
+    def attachment(self, actor: Actor, app_id: str, key: str) -> str:
+        """Check that ``key`` is a file of an application ``actor`` may read; returns the key.
+
+        Raises:
+            NotFound: the application is not visible, or holds no such file (indistinguishable).
+        """
+        app = self.read(actor, app_id)
+        definition = self.catalogue.version(app.service_id, app.service_version)
+        files = {k for spec in definition.fields if spec.type == "attachment" for k in app.data.get(spec.name) or ()}
+        if key not in files:
+            raise NotFound("No such file on this application.")
+        return key
+
     # -- internals ------------------------------------------------------------------------------
     def _clean(self, definition: ServiceDefinition, actor: Actor, data: Mapping[str, Any],
                already: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:

@@ -42,6 +42,14 @@ def presign_put(bucket: str, key: str, content_type: str, size: int, expires_in:
     )
 
 
+def presign_get(bucket: str, key: str, expires_in: int) -> str:
+    """A short-lived URL to download ``key`` (as an attachment, so a browser does not render it inline)."""
+    return s3_client().generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key, "ResponseContentDisposition": "attachment"},
+        ExpiresIn=expires_in,
+    )
+
+
 def stat(bucket: str, key: str) -> StoredObject | None:
     """Size and type of an uploaded object, or ``None`` when nothing was uploaded there."""
     try:

@@ -333,3 +333,17 @@ def test_services_filed_at_their_own_endpoint_refuse_a_plain_application(client:
                          {"data": {"topic": "x"}})
     assert status == 409 and "/counselling/slots" in error["message"]
     assert call(client, "GET", "/services/counselling", hall["s001"])[1]["filed_at"].startswith("POST /counselling")
+
+
+def test_attachments_are_downloaded_through_short_links_by_those_who_may_read_the_form(
+        client: Client, hall: dict[str, str]) -> None:
+    _, slot = call(client, "POST", "/uploads", hall["s001"], {"content_type": "application/pdf", "size": 5})
+    boto3.client("s3").put_object(Bucket=bucket_names()[0], Key=slot["key"], Body=b"%PDF!", ContentType="application/pdf")
+    _, app = call(client, "POST", "/services/test-leave/applications", hall["s001"], leave(1, proof=[slot["key"]]))
+    # When the counselor asks for the file, they get a presigned link to exactly that object
+    status, link = call(client, "GET", f"/applications/{app['id']}/files?key={slot['key']}", hall["fdy01"])
+    assert status == 200 and slot["key"] in link["url"] and "Signature" in link["url"]
+    # Then someone outside the chain, or a key not on the form, gets nothing
+    assert call(client, "GET", f"/applications/{app['id']}/files?key={slot['key']}", hall["s002"])[0] == 404
+    other = "uploads/20261201/" + "0" * 32 + ".pdf"
+    assert call(client, "GET", f"/applications/{app['id']}/files?key={other}", hall["fdy01"])[0] == 404

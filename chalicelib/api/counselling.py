@@ -84,7 +84,7 @@ class BookingView(BaseModel):
     topic: str | None
     contact: str | None
     booked_at: str
-    cancel_until: str = Field(description="The booker may cancel until then; the psych centre any time")
+    cancel_until: str = Field(description="The booker may cancel until then; the psych centre until the start")
 
     @classmethod
     def of(cls, detail: BookingDetail) -> BookingView:
@@ -154,7 +154,7 @@ def list_counselling_slots(query: SlotQuery, actor: Actor) -> SlotPage:
 @area.route("/counselling/slots/{slot_id}/withdraw", "POST", summary="Withdraw a slot, cancelling its booking "
             "(psych centre)", policy=CENTRE, response=SlotView, errors=(NotFound, Conflict))
 def withdraw_counselling_slot(slot_id: str, actor: Actor) -> SlotView:
-    """The booker, if any, is told."""
+    """The booker, if any, is told. 409 once the slot has started (or when withdrawn already)."""
     return SlotView.of(desk().withdraw(actor, slot_id))
 
 
@@ -175,8 +175,11 @@ def get_counselling_booking(slot_id: str, actor: Actor) -> BookingView:
 
 
 @area.route("/counselling/slots/{slot_id}/booking/cancel", "POST", summary="Cancel a booking (its booker up to "
-            "the cutoff; the psych centre any time)", policy=ANYONE, response=BookingView, errors=(NotFound, Conflict))
+            "the cutoff; the psych centre up to the start)", policy=ANYONE, response=BookingView,
+            errors=(NotFound, Conflict))
 def cancel_counselling_booking(slot_id: str, actor: Actor) -> BookingView:
+    """409 once the session has started, for everyone. The psych centre being shown the booker's
+    topic in the answer is audited, like its other reads."""
     return BookingView.of(desk().cancel(actor, slot_id))
 
 

@@ -9,11 +9,14 @@ The rules, in plain Python with the clock passed in:
 * A slot holds at most one booking. Exclusivity is the store's job (one conditional write on the
   slot); the rules here only refuse what is visibly impossible before trying.
 * One person holds at most ``max_future_bookings`` bookings that have not started yet.
-* A booker may cancel until ``cancel_cutoff`` before the start (inclusive); the centre any time.
+* A booker may cancel until ``cancel_cutoff`` before the start (inclusive); the centre until the
+  start. Once a session has started nobody cancels it, nor withdraws its slot: it took place (or
+  was missed), and either is on record.
 * A booking is seen by its booker and by the psych centre, nobody else: to anyone else it does not
   exist (:class:`NotFound`, the same answer as for a slot that was never published).
-* The topic is counselling data: it is never logged, stored sealed, and each time the centre reads
-  a booker's topic an audit record says who read whose (without the topic).
+* The topic is counselling data: it is never logged, stored sealed, and each time the centre is
+  shown a booker's topic (reading a booking, listing them, or in the answer to its cancelling one)
+  an audit record says who read whose (without the topic).
 
 :class:`CounsellingDesk` ties the rules to the collaborators it receives (the slot store, the
 directory, the notifier, the audit log, the clock); it builds none of them.
@@ -214,11 +217,13 @@ def check_cancel(actor: Actor, slot: Slot, now: datetime, cutoff: timedelta) -> 
 
     Raises:
         NotFound: no booking on the slot, or not one ``actor`` may see.
-        Conflict: the booker is past the cutoff (the centre is never late).
+        Conflict: the session has started (for anyone), or the booker is past the cutoff.
     """
     if not may_see_booking(actor, slot):
         raise NotFound("No such booking.")
     assert slot.booking is not None
+    if slot.start <= now:
+        raise Conflict("This session has already started and can no longer be cancelled.")
     if not is_centre(actor) and now > cancel_deadline(slot, cutoff):
         hours = int(cutoff.total_seconds() // 3600)
         raise Conflict(f"Bookings can only be cancelled up to {hours} hours before the start; "
@@ -371,8 +376,9 @@ class CounsellingDesk:
         return self._details([booked])[0]
 
     def cancel(self, actor: Actor, slot_id: str) -> BookingDetail:
-        """Cancel the booking on a slot (its booker before the cutoff, the centre any time); the
-        slot opens again. Returns the cancelled booking.
+        """Cancel the booking on a slot (its booker before the cutoff, the centre before the start);
+        the slot opens again. Returns the cancelled booking, topic included: the centre being shown
+        a booker's topic is audited, as on any other read.
 
         Raises: NotFound (no booking visible to ``actor``), Conflict (too late, or changed meanwhile).
         """
@@ -381,6 +387,7 @@ class CounsellingDesk:
             raise NotFound("No such booking.")
         booking = check_cancel(actor, slot, self.clock(), self.rules.cancel_cutoff)
         self.slots.release(slot, withdraw=False)
+        self._audit_topics(actor, [slot])
         when = describe(slot, self.rules.tz)
         self._tell_centre(booking, "cancelled", f"心理咨询预约已取消：{when}，该时段已重新开放。",
                           but=actor.userid)

@@ -261,20 +261,50 @@ def test_the_booker_may_cancel_up_to_the_cutoff(client: Client, tokens: dict[str
         assert call(client, "GET", f"/counselling/slots/{slot['id']}/booking", tokens["s001"])[0] == 200
 
 
-def test_the_centre_cancels_any_time_and_the_booker_is_told(client: Client, tokens: dict[str, str],
-                                                            clock: Any) -> None:
+def test_the_centre_cancels_until_the_start_the_booker_is_told_and_the_topic_shown_is_audited(
+        client: Client, tokens: dict[str, str], clock: Any) -> None:
     slot = publish(client, tokens)
-    booking = book(client, tokens, "s001", slot["id"], topic="x")[1]
+    booking = book(client, tokens, "s001", slot["id"], topic="失眠", contact="13800138000")[1]
     queued_notifications()  # the booking's own notice
-    # When the centre cancels an hour before the start
+    # When the centre cancels an hour before the start (long past the booker's cutoff)
     move(client, tokens, clock, START - timedelta(hours=1))
     status, body = call(client, "POST", f"/counselling/slots/{slot['id']}/booking/cancel", tokens["xl01"])
     # Then it is cancelled, and the booker is told
     assert (status, body["status"]) == (200, "cancelled")
     sent = {(n["key"], tuple(n["recipients"])) for n in queued_notifications()}
     assert (f"counselling:{booking['booking_id']}:cancelled:booker", ("s001",)) in sent
+    # and the answer showed the centre the booker's topic: that read is on record, without the topic
+    assert (body["topic"], body["contact"]) == ("失眠", "13800138000")
+    events = AuditRepository().for_subject("person#s001")
+    assert [(e.actor, e.action, e.detail) for e in events] == [
+        ("xl01", "counselling.topic.read", {"slot_id": slot["id"], "booking_id": booking["booking_id"]})]
+    assert "失眠" not in repr(events)
     # and cancelling again finds nothing to cancel
     assert call(client, "POST", f"/counselling/slots/{slot['id']}/booking/cancel", tokens["xl01"])[0] == 404
+
+
+@pytest.mark.parametrize("after_start", [timedelta(0), timedelta(minutes=30), timedelta(hours=2)])
+def test_a_session_that_has_started_is_neither_cancelled_nor_withdrawn(client: Client, tokens: dict[str, str],
+                                                                     clock: Any, after_start: timedelta) -> None:
+    # Given s001's booking, and the clock at (or after) the start
+    slot = publish(client, tokens)
+    booking = book(client, tokens, "s001", slot["id"], topic="考试焦虑")[1]
+    queued_notifications()
+    move(client, tokens, clock, START + after_start)
+    # When the booker or the centre cancels it, or the centre withdraws the slot
+    attempts = [call(client, "POST", f"/counselling/slots/{slot['id']}/booking/cancel", tokens[userid])
+                for userid in ("s001", "xl01")]
+    attempts.append(call(client, "POST", f"/counselling/slots/{slot['id']}/withdraw", tokens["xl01"]))
+    # Then each is refused with 409 and the reason
+    assert [(status, body["code"]) for status, body in attempts] == [(409, "conflict")] * 3
+    assert all("started" in body["message"] for _, body in attempts)
+    # and the booking stands, nobody was told, and nothing was read that needs an audit record
+    status, stands = call(client, "GET", f"/counselling/slots/{slot['id']}/booking", tokens["s001"])
+    assert (status, stands["booking_id"], stands["status"]) == (200, booking["booking_id"], "booked")
+    stored = SlotModel.get(slot["id"])
+    assert stored.status == "booked" and BookerModel.get("s001").holdings == {stored.start_key}
+    assert queued_notifications() == []
+    assert AuditRepository().for_subject("person#s001") == []
 
 
 # -- withdrawal and notifications ---------------------------------------------------------------------------

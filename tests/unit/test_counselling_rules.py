@@ -138,7 +138,8 @@ def test_only_future_bookings_count_against_the_quota() -> None:
 
 # -- cancelling -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("before_deadline", "allowed"), [
-    (timedelta(hours=1), True), (timedelta(0), True), (timedelta(seconds=-1), False), (-CUTOFF, False),
+    (timedelta(hours=1), True), (timedelta(0), True), (timedelta(seconds=-1), False),
+    (-CUTOFF + timedelta(seconds=1), False),  # the last second before the start (from the start: started)
 ])
 def test_the_booker_may_cancel_until_the_cutoff_inclusive(before_deadline: timedelta, allowed: bool) -> None:
     # Given a booking 24 hours of cutoff, and a clock at some distance from the deadline
@@ -153,24 +154,34 @@ def test_the_booker_may_cancel_until_the_cutoff_inclusive(before_deadline: timed
             check_cancel(BOOKER, booked, now, CUTOFF)
 
 
-def test_the_centre_may_cancel_any_time_and_others_find_nothing() -> None:
+def test_the_centre_may_cancel_until_the_start_and_others_find_nothing() -> None:
     booked = slot(booker="s001")
-    # The centre, even after the start
-    assert check_cancel(CENTRE, booked, START + HOUR, CUTOFF).booking_id == "b1"
-    # Anyone else, and anyone on an unbooked slot: no such booking
+    # The centre, past the booker's cutoff, up to the last second before the start
+    assert check_cancel(CENTRE, booked, START - timedelta(seconds=1), CUTOFF).booking_id == "b1"
+    # Anyone else, and anyone on an unbooked slot: no such booking (even after the start: nothing to learn)
     for outsider in (OTHER_STUDENT, COUNSELOR, IT_ADMIN):
-        with pytest.raises(NotFound):
-            check_cancel(outsider, booked, NOW, CUTOFF)
+        for when in (NOW, START + HOUR):
+            with pytest.raises(NotFound):
+                check_cancel(outsider, booked, when, CUTOFF)
     with pytest.raises(NotFound):
         check_cancel(BOOKER, slot(), NOW, CUTOFF)
 
 
+@pytest.mark.parametrize("who", [BOOKER, CENTRE])
+@pytest.mark.parametrize("when", [START, START + timedelta(minutes=30), START + 2 * HOUR])
+def test_nobody_cancels_a_session_that_has_started(who: Actor, when: datetime) -> None:
+    with pytest.raises(Conflict, match="already started"):
+        check_cancel(who, slot(booker="s001"), when, CUTOFF)
+
+
 def test_only_future_slots_that_are_not_withdrawn_can_be_withdrawn() -> None:
     check_withdrawable(slot(booker="s001"), NOW)
+    check_withdrawable(slot(booker="s001"), START - timedelta(seconds=1))
     with pytest.raises(Conflict, match="withdrawn already"):
         check_withdrawable(slot(status="withdrawn"), NOW)
-    with pytest.raises(Conflict, match="started"):
-        check_withdrawable(slot(), START)
+    for booked in (slot(), slot(booker="s001")):
+        with pytest.raises(Conflict, match="started"):
+            check_withdrawable(booked, START)
 
 
 # -- calendar partitions and periods -------------------------------------------------------------------
@@ -311,6 +322,42 @@ def test_the_centre_cancelling_tells_the_booker_and_the_other_staff(desk: Any) -
     assert {(n.key, n.recipients) for n in recorder.sent} == {
         (f"counselling:{booking.booking_id}:cancelled", ("xl02",)),
         (f"counselling:{booking.booking_id}:cancelled:booker", ("s001",))}
+    # and with no topic there was nothing to read, so nothing to audit
+    assert recorder.audited == []
+
+
+def test_the_centre_cancelling_is_shown_the_topic_and_that_is_audited(desk: Any) -> None:
+    counselling, store, recorder, clock = desk
+    published = counselling.publish(CENTRE, START, START + HOUR, "张老师", "心理中心 201", "online")
+    booking = counselling.book(BOOKER, published.slot_id, "家庭关系", "13800138000").booking
+    # When the booker cancels their own, nothing is audited (it is theirs)
+    counselling.cancel(BOOKER, published.slot_id)
+    assert recorder.audited == []
+    again = counselling.book(BOOKER, published.slot_id, "家庭关系", None).booking
+    # When the centre cancels, the answer shows the topic, and who was shown whose is on record
+    clock[0] = START - HOUR
+    cancelled = counselling.cancel(CENTRE, published.slot_id)
+    assert (cancelled.status, cancelled.booking.topic) == ("cancelled", "家庭关系")
+    assert recorder.audited == [{"subject": "person#s001", "actor": "xl01", "action": "counselling.topic.read",
+                                 "detail": {"slot_id": published.slot_id, "booking_id": again.booking_id}}]
+    assert booking.booking_id != again.booking_id and "家庭关系" not in repr(recorder.audited)
+
+
+def test_a_cancel_that_fails_is_not_audited(desk: Any) -> None:
+    # Given a booking whose session has started
+    counselling, store, recorder, clock = desk
+    published = counselling.publish(CENTRE, START, START + HOUR, "张老师", "201", "in_person")
+    counselling.book(BOOKER, published.slot_id, "家庭关系", None)
+    recorder.sent.clear()
+    clock[0] = START
+    # When the centre (or the booker) tries to cancel it, Then 409, nothing changes, nobody is told or audited
+    for who in (CENTRE, BOOKER):
+        with pytest.raises(Conflict, match="already started"):
+            counselling.cancel(who, published.slot_id)
+    with pytest.raises(Conflict, match="started"):
+        counselling.withdraw(CENTRE, published.slot_id)
+    assert store.slots[published.slot_id].status == "booked" and store.held["s001"].keys
+    assert (recorder.sent, recorder.audited) == ([], [])
 
 
 def test_the_centre_reading_a_topic_is_audited_without_the_topic(desk: Any) -> None:

@@ -23,8 +23,9 @@ from chalicelib.db.counselling import BookerModel, SlotModel
 from chalicelib.domain.access import Actor
 from chalicelib.domain.counselling import Booking, Holdings, Slot
 from chalicelib.errors import Conflict
-from chalicelib.resources import NOTIFICATIONS, QUEUES
+from chalicelib.resources import QUEUES
 from infra.local.aws import create_queues
+from tests.support.hall import queued_notifications
 from tests.support.identity import call, load_cast, login
 
 NOW = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)  # 10:00 on campus
@@ -32,20 +33,6 @@ SLOT = {"start": "2026-12-01T14:00:00+08:00", "end": "2026-12-01T15:00:00+08:00"
         "place": "心理中心 201", "mode": "in_person"}
 START = datetime(2026, 12, 1, 6, 0, tzinfo=timezone.utc)
 PEOPLE = ("xl01", "s001", "s002", "s003", "fdy01", "admin", "xg01", "t001", "w001")
-
-
-def queued_notifications() -> list[dict[str, Any]]:
-    """Take every notification off the queue (deleted, so a clock moved days later never sees them again)."""
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=NOTIFICATIONS.name)["QueueUrl"]
-    found = []
-    while True:
-        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)
-        if not answer.get("Messages"):
-            return found
-        found += [json.loads(m["Body"]) for m in answer["Messages"]]
-        sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
-                                                        for n, m in enumerate(answer["Messages"])])
 
 
 @pytest.fixture

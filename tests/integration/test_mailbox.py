@@ -20,26 +20,13 @@ from chalicelib.domain.access import Actor
 from chalicelib.domain.mailbox import Letter
 from chalicelib.domain.mailbox import forward as forward_rule
 from chalicelib.errors import Conflict
-from chalicelib.resources import NOTIFICATIONS, QUEUES
+from chalicelib.resources import QUEUES
 from infra.local.aws import create_queues
+from tests.support.hall import queued_notifications
 from tests.support.identity import call, load_cast, login
 
 PEOPLE = ("s001", "s002", "xg01", "fdy01", "xl01", "admin", "t001", "w001", "hr01", "hq01", "bw01", "dean01")
 LETTER = {"subject": "宿舍热水问题", "body": "三号楼的热水经常停，晚上洗不了澡。", "anonymous": False}
-
-
-def queued_notifications() -> list[dict[str, Any]]:
-    """Take every notification off the queue."""
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=NOTIFICATIONS.name)["QueueUrl"]
-    found = []
-    while True:
-        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)
-        if not answer.get("Messages"):
-            return found
-        found += [json.loads(m["Body"]) for m in answer["Messages"]]
-        sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
-                                                        for n, m in enumerate(answer["Messages"])])
 
 
 @pytest.fixture

@@ -65,7 +65,11 @@ WECOM_EVENTS = QueueSpec(key="wecom-events", name="campus-wecom-events")
 # Application transitions whose area hooks failed inline (repair order, notice...): run again here.
 HALL_HOOKS = QueueSpec(key="hall-hooks", name="campus-hall-hooks")
 
-QUEUES: tuple[QueueSpec, ...] = (NOTIFICATIONS, WECOM_EVENTS, HALL_HOOKS)
+# Notices to fan out (``{notice_id}``): recipient rows, the WeCom card, then ``published``. One
+# message a batch: a notice to every student is ~15,000 rows, work enough for one invocation.
+NOTICE_FANOUT = QueueSpec(key="notice-fanout", name="campus-notice-fanout", batch_size=1)
+
+QUEUES: tuple[QueueSpec, ...] = (NOTIFICATIONS, WECOM_EVENTS, HALL_HOOKS, NOTICE_FANOUT)
 
 # S3 buckets, by the setting that names them per stage (names are global in S3, so each stage sets
 # its own). Private; objects are written only through presigned PUTs.

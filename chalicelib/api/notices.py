@@ -1,8 +1,11 @@
 """Notices (通知公告) and the teaching release column (教学发布专栏).
 
 * ``POST /notices``: department heads (own department), student affairs (students), HR (staff),
-  the IT centre and leaders (anyone) publish; recipients get a WeCom textcard (mass send);
-* an approved ``teaching-release`` application publishes to its applicant's department (hook);
+  the IT centre and leaders (anyone) publish. The request stores the notice ``publishing`` and
+  answers 202; the ``fan_out_notice`` consumer (queue ``campus-notice-fanout``) writes the
+  recipients, sends them a WeCom textcard (mass send) and marks it ``published``;
+* an approved ``teaching-release`` application publishes to its applicant's department (hook,
+  through the same queue);
 * ``GET /notices``: what is addressed to me, newest first, read or not; ``GET /notices/{id}``
   records my receipt once; ``GET /notices/{id}/receipts``: the publisher's read counts and who
   has not read it yet; ``GET /notices/published``: what I published.
@@ -12,12 +15,17 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from chalice import Response
+from chalice.app import Request, SQSEvent
 from pydantic import BaseModel, Field
 
 from chalicelib.api import deps
-from chalicelib.api.routing import Area, RequestModel
+from chalicelib.api.hall import IDEMPOTENCY_KEY
+from chalicelib.api.routing import Area, RequestModel, json_response
 from chalicelib.api.schemas import PageQuery, cursor
 from chalicelib.api.security import authenticated
 from chalicelib.db.notices import NoticeRepository
@@ -37,7 +45,9 @@ from chalicelib.domain.notices import (
     NoticeBoard,
 )
 from chalicelib.domain.workflow import Application, Transition
-from chalicelib.errors import Forbidden, NotFound
+from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound
+from chalicelib.integrations.queues import publish
+from chalicelib.resources import NOTICE_FANOUT
 from chalicelib.settings import get_settings
 
 area = Area("notices")
@@ -103,14 +113,16 @@ class PublishedView(NoticeView):
     """A notice as its publisher sees it: with its audience and read counts."""
 
     audience: AudienceView
-    recipients: int
+    status: Literal["publishing", "published"] = Field(
+        description="publishing: accepted, recipients and the WeCom card on their way; published: done")
+    recipients: int = Field(description="How many people received it (0 while publishing)")
     read_count: int
     source: str | None = Field(description="The teaching-release application it came from")
 
     @classmethod
     def of_published(cls, notice: Notice) -> PublishedView:
         return cls(**NoticeView.of(notice, None).model_dump(), audience=AudienceView(**notice.audience.as_dict()),
-                   recipients=notice.recipients, read_count=notice.read, source=notice.source)
+                   status=notice.state, recipients=notice.recipients, read_count=notice.read, source=notice.source)
 
 
 class NoticeItem(BaseModel):
@@ -156,8 +168,15 @@ def _store() -> NoticeRepository:
 
 
 def board() -> NoticeBoard:
+    # A fan-out run holds its notice for less than the queue hides a message: a run that died
+    # frees the notice before its message is delivered again (Lambda's timeout is far shorter).
     return NoticeBoard(store=_store(), directory=deps.directory(), notify=deps.notifier(), clock=_utc_now,
-                       link=_link)
+                       link=_link, claims=deps.kv(), queue_fan_out=_queue_fan_out,
+                       lease_seconds=NOTICE_FANOUT.visibility_timeout * 5 / 6)
+
+
+def _queue_fan_out(notice_id: str) -> None:
+    publish(NOTICE_FANOUT, {"notice_id": notice_id})
 
 
 def _link(notice_id: str) -> str | None:
@@ -171,17 +190,53 @@ def _utc_now() -> datetime:
 
 @on_transition("notices")
 def publish_teaching_release(app: Application, transition: Transition) -> None:
-    """An approved teaching release is published to the applicant's department (once)."""
+    """An approved teaching release is published to the applicant's department (once): stored
+    ``publishing`` and queued for the fan-out consumer."""
     board().on_transition(app, transition)
+
+
+# -- the fan-out consumer -----------------------------------------------------------------------
+class FanOut(BaseModel):
+    """A fan-out message: the notice to finish publishing."""
+
+    notice_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,100}$")
+
+
+@area.blueprint.on_sqs_message(queue=NOTICE_FANOUT.name, batch_size=NOTICE_FANOUT.batch_size)
+def fan_out_notice(event: SQSEvent) -> dict[str, Any]:
+    """Write the recipients of a notice accepted by ``POST /notices`` (or an approved teaching
+    release), send them the WeCom card and mark it published. Every step is safe to repeat: a
+    record that fails is delivered again and finishes the job (the DLQ after the queue's
+    ``max_receive_count``); a message for a notice already published does nothing."""
+    return process_partial_response(event=event.to_dict(), record_handler=_fan_out,
+                                    processor=BatchProcessor(EventType.SQS), context=event.context)
+
+
+def _fan_out(record: SQSRecord) -> None:
+    board().fan_out(FanOut.model_validate_json(record.body).notice_id)
 
 
 # -- routes -------------------------------------------------------------------------------------
 @area.route("/notices", "POST", summary="Publish a notice to departments, person types and role holders",
-            policy=PUBLISHER_ROLES, body=NoticeBody, response=PublishedView, status=201, errors=(Forbidden,))
-def publish_notice(body: NoticeBody, actor: Actor) -> PublishedView:
+            policy=PUBLISHER_ROLES, body=NoticeBody, response=PublishedView, status=202, errors=(Forbidden, Conflict))
+def publish_notice(body: NoticeBody, actor: Actor, request: Request) -> Response:
     """Department heads reach their own department, student affairs the students, HR the staff,
-    the IT centre and leaders anyone (403 beyond that). An audience of nobody active is a 422."""
-    return PublishedView.of_published(board().publish(actor, body.draft()))
+    the IT centre and leaders anyone (403 beyond that). An audience of nobody active is a 422.
+
+    Accepted, not yet delivered: 202 with the notice ``publishing`` (and ``Location`` of it); its
+    recipients and their WeCom card follow within seconds, after which ``GET /notices/published``
+    shows it ``published`` with the number of recipients.
+
+    Send an ``Idempotency-Key`` header (1-64 letters, digits, ``-`` or ``_``) per notice: a retry
+    with the same key within a day answers with the notice already accepted (and the header
+    ``Idempotent-Replayed: true``) instead of publishing it twice; 409 while the first request
+    with that key is still running."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise Invalid("The Idempotency-Key header is malformed.", {"Idempotency-Key": "1-64 of A-Z a-z 0-9 - _"})
+    notice, replayed = board().publish(actor, body.draft(), key)
+    headers = {"Location": f"/notices/{notice.notice_id}", **({"Idempotent-Replayed": "true"} if replayed else {})}
+    return json_response(PublishedView.of_published(notice).model_dump(mode="json"), 202, headers)
 
 
 @area.route("/notices", "GET", summary="Notices addressed to me, newest first, with my read flag", policy=ANYONE,

@@ -11,6 +11,10 @@ Access patterns and the keys that serve them (no Scan anywhere):
   sparse: ``unread_notice`` is set while unread and removed by the receipt, so a read row leaves the index)
 * how many have read it                      -> ``notices.read_count``, added to in the same transaction
   that records the receipt, so the count is exact however often a recipient opens it
+
+Recipient rows are written by the fan-out consumer, which may run more than once for a notice (a
+run that died part-way): it reads which rows of a slice exist (BatchGetItem) and writes only the
+others, so a row, and the receipt a recipient may have recorded on it meanwhile, is never rewritten.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -97,6 +101,14 @@ class NoticeRepository:
             raise
         return True
 
+    def discard(self, notice: Notice) -> None:
+        """Delete a notice still ``publishing`` (its fan-out could not be queued); nothing else."""
+        try:
+            NoticeModel(notice_id=notice.notice_id).delete(condition=NoticeModel.state == "publishing")
+        except DeleteError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+
     def get(self, notice_id: str) -> Notice | None:
         try:
             return _notice(NoticeModel.get(notice_id, consistent_read=True))
@@ -118,24 +130,35 @@ class NoticeRepository:
         return [_notice(row) for row in rows], (rows[-1].published_key if more and rows else None)
 
     # -- recipients -----------------------------------------------------------------------------
-    def add_recipients(self, notice: Notice, userids: Sequence[str]) -> None:
-        """One unread row per recipient, written in BatchWriteItem calls from a few threads (a notice
-        to every student is ~15,000 rows). Rewriting a row makes it unread again: only a notice
-        still ``publishing`` (nobody has been sent the card) is ever rewritten."""
-        def write(chunk: Sequence[str]) -> None:
+    def add_recipients(self, notice: Notice, userids: Sequence[str]) -> int:
+        """One unread row per recipient who has none yet; returns how many rows were written.
+
+        Slices of the recipients go out from a few threads (a notice to every student is ~15,000
+        rows): each reads which of its rows exist (strongly consistent BatchGetItem, 100 keys a
+        call) and writes the others (BatchWriteItem, 25 a call). An existing row is never
+        rewritten, so running this again after a failure part-way neither duplicates a row nor
+        makes a read notice unread again (which would count its next read twice).
+        """
+        def write(chunk: Sequence[str]) -> int:
+            existing = {row.userid for row in NoticeRecipientModel.batch_get(
+                [(userid, notice.key) for userid in chunk], consistent_read=True)}
+            missing = [userid for userid in chunk if userid not in existing]
             with NoticeRecipientModel.batch_write() as batch:
-                for userid in chunk:
+                for userid in missing:
                     batch.save(NoticeRecipientModel(userid=userid, notice_key=notice.key, notice_id=notice.notice_id,
                                                     column=notice.column, title=notice.title,
                                                     unread_notice=notice.notice_id))
+            return len(missing)
 
-        chunks = [userids[start : start + WRITE_SLICE] for start in range(0, len(userids), WRITE_SLICE)]
+        unique = list(dict.fromkeys(userids))
+        chunks = [unique[start : start + WRITE_SLICE] for start in range(0, len(unique), WRITE_SLICE)]
         if not chunks:
-            return
-        write(chunks[0])  # in this thread first: the model's connection is built once, not raced for
+            return 0
+        written = write(chunks[0])  # in this thread first: the model's connection is built once, not raced for
         if len(chunks) > 1:
             with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(chunks) - 1)) as pool:
-                list(pool.map(write, chunks[1:]))  # list(): re-raise the first failure
+                written += sum(pool.map(write, chunks[1:]))  # sum(): re-raises the first failure
+        return written
 
     def delivery(self, userid: str, notice: Notice) -> Delivery | None:
         try:

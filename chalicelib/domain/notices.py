@@ -20,10 +20,18 @@ for its applicant. Its form's ``audience`` picks who in the applicant's departme
 (students, staff, or everyone); the notice never leaves that department, because the approver is
 the department head, whose own publishing reaches no further (``all`` therefore means the whole
 department too).
+
+Publishing is two steps, so a request never does the slow part: :meth:`NoticeBoard.publish` (and
+the teaching-release hook) checks the notice, stores it ``publishing`` and queues its fan-out;
+:meth:`NoticeBoard.fan_out` (the ``fan_out_notice`` consumer) resolves the recipients, writes the
+rows that are missing, sends the WeCom card and marks the notice ``published`` with the total. Every
+step of the fan-out is safe to repeat, so a run that dies part-way is finished by the next delivery
+of its message.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,9 +39,10 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from chalicelib.domain.access import PERSON_TYPES, ROLES, Actor, Role
+from chalicelib.domain.hall import Claims
 from chalicelib.domain.notifications import Notification
 from chalicelib.domain.workflow import Application, Transition, became_approved
-from chalicelib.errors import Forbidden, Invalid, NotFound
+from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound
 from chalicelib.observability import logger
 
 Column = Literal["notice", "teaching"]
@@ -217,6 +226,27 @@ def resolve_recipients(audience: Audience, directory: AudienceDirectory) -> list
     return sorted(found)
 
 
+def reaches_anyone(audience: Audience, directory: AudienceDirectory, excluding: str) -> bool:
+    """Whether the audience names at least one active person other than ``excluding`` (the
+    publisher), reading no more of the directory than it takes to find one: publishing checks this
+    in the request, the fan-out resolves everyone later."""
+    def wanted(person: PersonLike) -> bool:
+        return (person.userid != excluding and person.status == "active"
+                and (not audience.member_types or person.person_type in audience.member_types))
+
+    for dept_id in audience.departments:
+        if any(wanted(person) for person in directory.members_of_department(dept_id)):
+            return True
+    if any(userid != excluding for role in audience.roles for userid in directory.holders(f"role:{role}")):
+        return True
+    for person_type in audience.types:
+        userids = iter(directory.userids_of_type(person_type))
+        while batch := [userid for userid in itertools.islice(userids, 100) if userid != excluding]:
+            if any(person.status == "active" for person in directory.get_people(batch).values()):
+                return True
+    return False
+
+
 # -- the teaching release column -------------------------------------------------------------------
 def teaching_notice(app: Application, transition: Transition) -> Notice:
     """The teaching-column notice an approved release becomes (its id derives from the application's)."""
@@ -252,7 +282,8 @@ def new_notice_id(now: datetime) -> str:
 class NoticeStore(Protocol):
     def create(self, notice: Notice) -> bool: ...
     def get(self, notice_id: str) -> Notice | None: ...
-    def add_recipients(self, notice: Notice, userids: Sequence[str]) -> None: ...
+    def discard(self, notice: Notice) -> None: ...
+    def add_recipients(self, notice: Notice, userids: Sequence[str]) -> int: ...
     def mark_published(self, notice: Notice, recipients: int) -> Notice: ...
     def delivery(self, userid: str, notice: Notice) -> Delivery | None: ...
     def mark_read(self, delivery: Delivery, at: str) -> bool: ...
@@ -273,53 +304,140 @@ class NoticeBoard:
     notify: Callable[[Notification], int]
     clock: Callable[[], datetime]
     link: Callable[[str], str | None] = lambda notice_id: None
+    claims: Claims | None = None  # idempotency keys of publications, and the fan-out lease
+    queue_fan_out: Callable[[str], None] | None = None  # sends a notice's id to the fan-out consumer
+    # How long one fan-out run holds a notice: longer than the consumer may run, shorter than the
+    # queue's visibility timeout (a run that died frees the notice before its message comes back).
+    lease_seconds: float = 300
 
-    def publish(self, actor: Actor, draft: Draft) -> Notice:
-        """Publish a notice now: store it, its recipients, and send the card.
+    REPLAY_WINDOW_SECONDS = 24 * 3600
+    CLAIM_SECONDS = 60  # a publication in progress: a crashed one frees its key after this
+
+    # -- publishing -----------------------------------------------------------------------------
+    def publish(self, actor: Actor, draft: Draft, idempotency_key: str | None = None) -> tuple[Notice, bool]:
+        """Accept a notice: check it, store it ``publishing`` and queue its fan-out (see
+        :meth:`fan_out`, which writes the recipients, sends the card and marks it ``published``).
+
+        With an ``idempotency_key``, a retry by the same publisher within a day answers with the
+        notice the first request stored instead of publishing a second one (whatever its body);
+        while that notice is still ``publishing`` its fan-out is queued again, in case the first
+        message was lost (a repeated fan-out is harmless).
+
+        Returns:
+            The notice and whether an earlier request with the same key stored it.
 
         Raises:
             Forbidden: the audience is beyond what the actor may reach.
             Invalid: the draft or the audience is not valid, or names no active person.
+            Conflict: the first request with this key is still being processed.
         """
         check_draft(draft)
         check_may_publish(actor, draft.audience)
-        check_audience(draft.audience, self.directory.known_departments(draft.audience.departments))
-        recipients = _without(resolve_recipients(draft.audience, self.directory), actor.userid)
-        if not recipients:
-            raise Invalid("Nobody active is in this audience.", {"audience": "names no active person"})
         now = self.clock()
-        notice = Notice(notice_id=new_notice_id(now), column=draft.column, title=draft.title.strip(),
+        if idempotency_key is None or self.claims is None:
+            return self._accept(actor, draft, now), False
+        claim = f"notice#{actor.userid}#{idempotency_key}"
+        notice_id = new_notice_id(now)
+        # Claimed briefly while publishing; kept for the replay window once the notice is stored.
+        if not self.claims.claim(claim, self.CLAIM_SECONDS, value=notice_id):
+            earlier = self.claims.get(claim)
+            found = self.store.get(earlier) if earlier else None
+            if found is None:
+                raise Conflict("The same notice is being published; try again in a moment.")
+            if found.state == "publishing":
+                self._queue(found)
+            return found, True
+        try:
+            notice = self._accept(actor, draft, now, notice_id)
+        except Exception:
+            self.claims.release(claim)  # nothing was stored: a corrected retry may use the key again
+            raise
+        self.claims.put(claim, notice.notice_id, self.REPLAY_WINDOW_SECONDS)
+        return notice, False
+
+    def _accept(self, actor: Actor, draft: Draft, now: datetime, notice_id: str | None = None) -> Notice:
+        """Check the audience against the directory, store the notice and queue its fan-out.
+        Either both happen or neither: a notice whose fan-out could not be queued is taken back."""
+        check_audience(draft.audience, self.directory.known_departments(draft.audience.departments))
+        if not reaches_anyone(draft.audience, self.directory, excluding=actor.userid):
+            raise Invalid("Nobody active is in this audience.", {"audience": "names no active person"})
+        notice = Notice(notice_id=notice_id or new_notice_id(now), column=draft.column, title=draft.title.strip(),
                         body=draft.body.strip(), url=draft.url, publisher=actor.userid,
                         publisher_department=actor.department, audience=draft.audience,
                         published_at=now.isoformat(timespec="milliseconds"))
-        return self._deliver(notice, recipients)
+        self.store.create(notice)
+        try:
+            self._queue(notice)
+        except Exception:
+            self.store.discard(notice)  # never a notice nobody will finish: the request fails whole
+            raise
+        return notice
 
     def on_transition(self, app: Application, transition: Transition) -> Notice | None:
-        """An approved teaching release becomes a teaching-column notice (once, however often called)."""
+        """An approved teaching release becomes a teaching-column notice, fanned out like any other
+        (once, however often called: its id derives from the application's)."""
         if not became_approved(app, transition):
             return None
         notice = teaching_notice(app, transition)
         existing = self.store.get(notice.notice_id)
         if existing is not None and existing.state == "published":
             return existing
-        recipients = _without(resolve_recipients(notice.audience, self.directory), notice.publisher)
-        if not recipients:
-            logger.warning("teaching release reaches nobody", extra={"notice_id": notice.notice_id})
-        return self._deliver(existing or notice, recipients)
+        if existing is None:
+            self.store.create(notice)
+        self._queue(notice)
+        return existing or notice
 
-    def _deliver(self, notice: Notice, recipients: Sequence[str]) -> Notice:
-        """Store the notice, then its recipients, then mark it published and send the card.
+    def _queue(self, notice: Notice) -> None:
+        if self.queue_fan_out is None:
+            raise RuntimeError("the notice board has no fan-out queue")
+        self.queue_fan_out(notice.notice_id)
 
-        A retry after a failure part-way finds the notice ``publishing`` and finishes the job;
-        the card's key makes a second send a no-op.
+    def fan_out(self, notice_id: str) -> Notice | None:
+        """Finish publishing a notice: write its recipients' rows, send the WeCom card, then mark it
+        ``published`` with the number of recipients.
+
+        Safe to repeat at any point, so a run that dies part-way is finished by the next one: rows
+        already written are left as they are (with any receipt recorded meanwhile), the card's key
+        makes a second send a no-op, and a notice already published is not touched. One run at a
+        time holds a notice (a lease); a run that finds it held does nothing, because the holder's
+        own message comes back if the holder fails.
+
+        Returns:
+            The notice as it stands, or ``None`` when there is no such notice (taken back when its
+            fan-out could not be queued) or another run holds it.
+
+        Raises:
+            Whatever the store, the directory or the notifier raise: the message is delivered again.
         """
-        self.store.create(notice)
-        self.store.add_recipients(notice, recipients)
-        published = self.store.mark_published(notice, len(recipients))
-        if recipients:
-            self.notify(card(published, recipients, self.link(published.notice_id)))
+        notice = self.store.get(notice_id)
+        if notice is None:
+            logger.warning("fan-out of a notice that does not exist", extra={"notice_id": notice_id})
+            return None
+        if notice.state == "published":
+            return notice
+        lease = f"notice-fanout#{notice_id}"
+        if self.claims is not None and not self.claims.claim(lease, self.lease_seconds):
+            logger.info("notice fan-out already running elsewhere", extra={"notice_id": notice_id})
+            return None
+        try:
+            notice = self.store.get(notice_id) or notice  # a run that held the lease may have finished it
+            if notice.state == "published":
+                return notice
+            recipients = _without(resolve_recipients(notice.audience, self.directory), notice.publisher)
+            written = self.store.add_recipients(notice, recipients)
+            if recipients:
+                self.notify(card(notice, recipients, self.link(notice.notice_id)))
+            else:
+                logger.warning("notice reaches nobody", extra={"notice_id": notice_id})
+            published = self.store.mark_published(notice, len(recipients))
+        finally:
+            if self.claims is not None:
+                self.claims.release(lease)
+        logger.info("notice published", extra={"notice_id": notice_id, "recipients": len(recipients),
+                                               "rows_written": written})
         return published
 
+    # -- reading --------------------------------------------------------------------------------
     def open(self, actor: Actor, notice_id: str) -> tuple[Notice, Delivery | None]:
         """A notice for one of its recipients (recording that they read it, once) or its publisher.
 

@@ -1,9 +1,14 @@
 """Notices and the teaching release column over HTTP: who may publish to whom, who receives a
-notice (and the WeCom card), read receipts, and approved teaching releases published by the hook."""
+notice (and the WeCom card), read receipts, and approved teaching releases published by the hook.
+
+Publishing is accepted by the request (202, ``publishing``) and finished by the ``fan_out_notice``
+consumer: tests take the message off ``campus-notice-fanout`` and run the consumer with it."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -12,14 +17,18 @@ from typing import Any
 import boto3
 import pytest
 import time_machine
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from chalice.test import Client
 
 from chalicelib.api import notices as notices_area
 from chalicelib.api.deps import hall as service_hall
+from chalicelib.db import notices as notices_db
 from chalicelib.db.directory import DirectoryRepository, PersonModel
-from chalicelib.db.notices import NoticeModel, NoticeRecipientModel
-from chalicelib.resources import NOTIFICATIONS, QUEUES
+from chalicelib.db.notices import NoticeModel, NoticeRecipientModel, NoticeRepository
+from chalicelib.domain.notices import Audience, Notice
+from chalicelib.resources import NOTICE_FANOUT, NOTIFICATIONS, QUEUES
 from infra.local.aws import create_queues
+from tests.conftest import PROJECT_DIR
 from tests.support.identity import call, load_cast, login
 
 NOW = datetime(2026, 12, 1, 2, 10, tzinfo=timezone.utc)  # 10:10 on campus: mass sends go out at once
@@ -48,15 +57,39 @@ def campus(client: Client) -> Iterator[dict[str, str]]:
         yield Tokens(client)
 
 
-def queued_notifications() -> list[dict[str, Any]]:
+def received(queue: str) -> list[str]:
+    """Every message body waiting on ``queue``, taken off it (hidden for five minutes)."""
     sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=NOTIFICATIONS.name)["QueueUrl"]
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
     found = []
     while True:
         answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)
         if not answer.get("Messages"):
             return found
-        found += [json.loads(m["Body"]) for m in answer["Messages"]]
+        found += [m["Body"] for m in answer["Messages"]]
+
+
+def queued_notifications() -> list[dict[str, Any]]:
+    return [json.loads(body) for body in received(NOTIFICATIONS.name)]
+
+
+def sqs_event(bodies: list[str]) -> dict[str, Any]:
+    """An SQS event as Lambda delivers it to the fan-out consumer (each record its own message id)."""
+    return {"Records": [{"messageId": str(uuid.uuid4()), "receiptHandle": f"handle-{i}", "body": body,
+                         "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1796083200000"},
+                         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                         "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{NOTICE_FANOUT.name}",
+                         "awsRegion": "us-east-1"} for i, body in enumerate(bodies)]}
+
+
+def fan_out(client: Client) -> list[str]:
+    """Run the fan-out consumer over what is queued, one message an invocation (the queue's batch
+    size), as Lambda would; returns the notice ids. Every record must succeed."""
+    bodies = received(NOTICE_FANOUT.name)
+    for body in bodies:
+        answer = client.lambda_.invoke("fan_out_notice", sqs_event([body]))
+        assert answer.payload == {"batchItemFailures": []}
+    return [json.loads(body)["notice_id"] for body in bodies]
 
 
 def notice_cards() -> dict[str, list[dict[str, Any]]]:
@@ -69,9 +102,21 @@ def notice_cards() -> dict[str, list[dict[str, Any]]]:
 
 
 def publish(client: Client, token: str, audience: dict[str, list[str]], **extra: Any) -> tuple[int, Any]:
+    """POST /notices, then the fan-out of what it queued; the notice as its publisher then sees it."""
     body = {"title": "关于期末考试安排的通知", "body": "各位同学：期末考试将于第18周进行，请做好准备。",
             "audience": audience, **extra}
-    return call(client, "POST", "/notices", token, body)
+    status, accepted = call(client, "POST", "/notices", token, body)
+    if status != 202:
+        return status, accepted
+    assert accepted["status"] == "publishing" and fan_out(client) == [accepted["id"]]
+    return status, published(client, token, accepted["id"])
+
+
+def published(client: Client, token: str, notice_id: str) -> dict[str, Any]:
+    """One of the caller's notices as ``GET /notices/published`` lists it."""
+    found = [n for n in call(client, "GET", "/notices/published?limit=200", token)[1]["items"] if n["id"] == notice_id]
+    assert len(found) == 1
+    return found[0]
 
 
 def set_status(userid: str, status: str) -> None:
@@ -96,7 +141,8 @@ def test_the_audience_is_the_union_of_departments_types_and_roles_active_only_on
                                                        "roles": ["hr", "logistics"]})
 
     # Then every active person named by any part receives it once; those who left do not
-    assert status == 201, notice
+    assert status == 202, notice
+    assert notice["status"] == "published"
     expected = sorted({*FL, "hq01", "w001", "hr01"} - {"s020"})
     assert notice["recipients"] == len(expected) and notice["read_count"] == 0
     rows = {u for u in expected + ["s020", "hq02", "w002", "admin", "s001"]
@@ -137,8 +183,8 @@ REFUSED = [
 def test_publishers_reach_their_own_scope(client: Client, campus: dict[str, str], userid: str,
                                           audience: dict[str, list[str]]) -> None:
     status, body = publish(client, campus[userid], audience)
-    assert status == 201, body
-    assert body["publisher"] == userid and body["recipients"] > 0
+    assert status == 202, body
+    assert body["publisher"] == userid and body["status"] == "published" and body["recipients"] > 0
 
 
 @pytest.mark.parametrize(("userid", "audience", "expected"), REFUSED)
@@ -151,7 +197,7 @@ def test_publishers_are_refused_beyond_their_scope_and_nothing_is_sent(client: C
     assert (status, body["code"]) == (expected, "forbidden"), body
     assert body["message"]
     assert list(NoticeModel.by_publisher.query(userid)) == []
-    assert notice_cards() == {}
+    assert notice_cards() == {} and received(NOTICE_FANOUT.name) == []
 
 
 def test_invalid_notices_name_the_field(client: Client, campus: dict[str, str]) -> None:
@@ -254,9 +300,12 @@ def test_an_approved_teaching_release_reaches_the_department_students(client: Cl
     status, app = call(client, "POST", f"/applications/{app['id']}/decisions", campus["dean01"],
                        {"decision": "approve"})
     assert (status, app["status"]) == (200, "approved")
+    # and the hook queued the notice for the fan-out, which runs
+    notice_id = f"app-{app['id']}"
+    assert notice_cards() == {}
+    assert fan_out(client) == [notice_id]
 
     # Then a teaching-column notice went to the students of cs, and only them
-    notice_id = f"app-{app['id']}"
     (card,) = notice_cards()[f"notice:{notice_id}"]
     assert sorted(card["recipients"]) == CS_STUDENTS
     assert card["title"] == "【教学发布专栏】《数据结构》课程调整通知"
@@ -275,7 +324,8 @@ def test_an_approved_teaching_release_reaches_the_department_students(client: Cl
     notices_area.publish_teaching_release(stored, stored.history[-1])
     notices_area.publish_teaching_release(stored, stored.history[-1])
 
-    # Then nothing is published again, no second card is sent, and the receipt stands
+    # Then nothing is published or queued again, no second card is sent, and the receipt stands
+    assert received(NOTICE_FANOUT.name) == []
     assert notice_cards() == {}
     assert len(list(NoticeModel.by_publisher.query("t001"))) == 1
     receipts = call(client, "GET", f"/notices/{notice_id}/receipts", campus["t001"])[1]
@@ -289,6 +339,7 @@ def test_a_teaching_release_stays_inside_the_department(client: Client, campus: 
     # Given a release for staff, for the department, or "all" (the dean can approve no further than cs)
     app = file_release(client, campus, audience)
     call(client, "POST", f"/applications/{app['id']}/decisions", campus["dean01"], {"decision": "approve"})
+    fan_out(client)
     # Then its card reaches those people of cs, never the teacher who published it
     (card,) = notice_cards()[f"notice:app-{app['id']}"]
     assert sorted(card["recipients"]) == sorted(set(expected) - {"t001"})
@@ -298,6 +349,181 @@ def test_a_rejected_or_returned_release_publishes_nothing(client: Client, campus
     for decision in ("reject", "return"):
         app = file_release(client, campus, "students")
         call(client, "POST", f"/applications/{app['id']}/decisions", campus["dean01"], {"decision": decision})
-    assert notice_cards() == {}
+    assert received(NOTICE_FANOUT.name) == [] and notice_cards() == {}
     assert call(client, "GET", "/notices", campus["s001"])[1]["items"] == []
     assert call(client, "GET", "/notices/published", campus["t001"])[1]["items"] == []
+
+
+# -- publishing in two steps: the request accepts, the consumer fans out ------------------------
+def post_notice(client: Client, token: str, audience: dict[str, list[str]],
+                key: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """POST /notices only (no fan-out): status, body and headers."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}",
+               **({"Idempotency-Key": key} if key is not None else {})}
+    body = {"title": "停水通知", "body": "明日8:00-12:00教学楼停水。", "audience": audience}
+    response = client.http.post("/notices", body=json.dumps(body), headers=headers)
+    return response.status_code, json.loads(response.body), dict(response.headers)
+
+
+def recipient_rows(notice_id: str, userids: list[str]) -> dict[str, NoticeRecipientModel]:
+    """The notice's recipient rows among ``userids`` (each person's rows are one Query)."""
+    rows = {}
+    for userid in userids:
+        for row in NoticeRecipientModel.query(userid):
+            if row.notice_id == notice_id:
+                assert userid not in rows, "two rows for one recipient"
+                rows[userid] = row
+    return rows
+
+
+EVERYONE = sorted({*CS, *FL, "admin", "leader01", "xg01", "hr01", "hq01", "w001"})
+
+
+def test_the_request_accepts_and_the_consumer_delivers(client: Client, campus: dict[str, str]) -> None:
+    # When the dean publishes to his department
+    status, accepted, headers = post_notice(client, campus["dean01"], {"departments": ["cs"]})
+
+    # Then the request answers 202 with the notice publishing, before any recipient or card
+    assert status == 202, accepted
+    assert (accepted["status"], accepted["recipients"], accepted["read_count"]) == ("publishing", 0, 0)
+    assert headers["Location"] == f"/notices/{accepted['id']}"
+    assert recipient_rows(accepted["id"], CS) == {} and notice_cards() == {}
+    assert published(client, campus["dean01"], accepted["id"])["status"] == "publishing"
+    # and one fan-out message naming the notice is on the queue
+    (message,) = received(NOTICE_FANOUT.name)
+    assert json.loads(message) == {"notice_id": accepted["id"]}
+
+    # When the consumer runs with it
+    answer = client.lambda_.invoke("fan_out_notice", sqs_event([message]))
+
+    # Then every recipient has one row, one card carries them all, and the notice is published
+    assert answer.payload == {"batchItemFailures": []}
+    recipients = sorted(set(CS) - {"dean01"})
+    assert sorted(recipient_rows(accepted["id"], EVERYONE)) == recipients
+    (part,) = notice_cards()[f"notice:{accepted['id']}"]
+    assert sorted(part["recipients"]) == recipients
+    notice = published(client, campus["dean01"], accepted["id"])
+    assert (notice["status"], notice["recipients"], notice["read_count"]) == ("published", len(recipients), 0)
+    assert [n["id"] for n in call(client, "GET", "/notices", campus["s001"])[1]["items"]] == [accepted["id"]]
+
+    # When the same message is delivered again (SQS delivers at least once) with another message id
+    assert client.lambda_.invoke("fan_out_notice", sqs_event([message])).payload == {"batchItemFailures": []}
+    # Then nothing changes and no second card is sent
+    assert notice_cards() == {}
+    assert published(client, campus["dean01"], accepted["id"]) == notice
+
+
+def test_a_fan_out_that_dies_part_way_is_finished_by_the_redelivery_with_the_same_rows_and_counts(
+        client: Client, campus: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a notice to cs whose first fan-out dies after writing some slices of rows (4 rows a slice)
+    status, accepted, _ = post_notice(client, campus["dean01"], {"departments": ["cs"]})
+    (message,) = received(NOTICE_FANOUT.name)
+    monkeypatch.setattr(notices_db, "WRITE_SLICE", 4)
+    real_batch_write, calls = NoticeRecipientModel.batch_write, itertools.count()
+
+    def dying_batch_write(*args: Any, **kwargs: Any) -> Any:
+        if next(calls) == 2:
+            raise ConnectionError("the table stopped answering")
+        return real_batch_write(*args, **kwargs)
+
+    monkeypatch.setattr(NoticeRecipientModel, "batch_write", dying_batch_write)
+    with pytest.raises(BatchProcessingError):  # its only record failed: back to the queue for redelivery
+        client.lambda_.invoke("fan_out_notice", sqs_event([message]))
+    monkeypatch.setattr(NoticeRecipientModel, "batch_write", real_batch_write)
+    recipients = sorted(set(CS) - {"dean01"})
+    early = recipient_rows(accepted["id"], recipients)
+    assert 4 <= len(early) < len(recipients)
+    assert notice_cards() == {} and published(client, campus["dean01"], accepted["id"])["status"] == "publishing"
+    # and a recipient who already has a row opens the notice meanwhile
+    reader = sorted(early)[0]
+    status, opened = call(client, "GET", f"/notices/{accepted['id']}", campus[reader])
+    assert (status, opened["read"]) == (200, True)
+
+    # When the message comes back, twice (a second copy too)
+    for _ in range(2):
+        assert client.lambda_.invoke("fan_out_notice", sqs_event([message])).payload == {"batchItemFailures": []}
+
+    # Then each recipient has exactly one row, the early reader's receipt stands and is counted once
+    rows = recipient_rows(accepted["id"], EVERYONE)
+    assert sorted(rows) == recipients
+    assert rows[reader].read_at == opened["read_at"] and rows[reader].unread_notice is None
+    assert all(rows[u].unread_notice == accepted["id"] for u in recipients if u != reader)
+    notice = published(client, campus["dean01"], accepted["id"])
+    assert (notice["status"], notice["recipients"], notice["read_count"]) == ("published", len(recipients), 1)
+    receipts = call(client, "GET", f"/notices/{accepted['id']}/receipts", campus["dean01"])[1]
+    assert receipts["unread_userids"] == sorted(set(recipients) - {reader})
+    # and one card went out, to everyone
+    (part,) = notice_cards()[f"notice:{accepted['id']}"]
+    assert sorted(part["recipients"]) == recipients
+
+
+def test_a_batch_reports_only_the_records_that_failed(client: Client, campus: dict[str, str]) -> None:
+    # Given a good fan-out message and a malformed one in one batch
+    post_notice(client, campus["dean01"], {"departments": ["cs"]})
+    (good,) = received(NOTICE_FANOUT.name)
+    event = sqs_event([good, json.dumps({"notice_id": "../../etc"})])
+    # Then the good one is delivered and only the other is reported (redelivered, then the DLQ)
+    answer = client.lambda_.invoke("fan_out_notice", event)
+    assert answer.payload == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
+    assert list(notice_cards()) == [f"notice:{json.loads(good)['notice_id']}"]
+
+
+def test_the_same_idempotency_key_answers_with_the_same_notice(client: Client, campus: dict[str, str]) -> None:
+    # Given the dean publishes with a key, and his client retries with it (the first answer was lost)
+    first = post_notice(client, campus["dean01"], {"departments": ["cs"]}, key="notice-7f3a_1")
+    again = post_notice(client, campus["dean01"], {"departments": ["cs"]}, key="notice-7f3a_1")
+
+    # Then both answer 202 with the same notice, the retry marked as a replay
+    assert (first[0], again[0]) == (202, 202)
+    assert again[1] == first[1] and again[2]["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first[2]
+    assert len(list(NoticeModel.by_publisher.query("dean01"))) == 1
+    # and however many fan-out messages that queued, one notice is delivered with one card
+    assert set(fan_out(client)) == {first[1]["id"]}
+    assert len(notice_cards()[f"notice:{first[1]['id']}"]) == 1
+    # and a retry after the fan-out answers with the published notice
+    status, replay, headers = post_notice(client, campus["dean01"], {"departments": ["cs"]}, key="notice-7f3a_1")
+    assert (status, replay["id"], replay["status"], headers["Idempotent-Replayed"]) == (
+        202, first[1]["id"], "published", "true")
+    assert received(NOTICE_FANOUT.name) == []
+
+    # When the dean publishes with another key, or without one, those are new notices
+    other = post_notice(client, campus["dean01"], {"departments": ["cs"]}, key="notice-7f3a_2")[1]
+    plain = post_notice(client, campus["dean01"], {"departments": ["cs"]})[1]
+    assert len({first[1]["id"], other["id"], plain["id"]}) == 3
+    # and the same key from another publisher is theirs alone
+    status, theirs, headers = post_notice(client, campus["admin"], {"departments": ["cs"]}, key="notice-7f3a_1")
+    assert status == 202 and theirs["id"] != first[1]["id"] and "Idempotent-Replayed" not in headers
+
+    # and a malformed key is refused before anything is stored
+    for bad in ("", "x" * 65, "has space", "颜色"):
+        status, error, _ = post_notice(client, campus["hr01"], {"types": ["staff"]}, key=bad)
+        assert (status, error["fields"]) == (422, {"Idempotency-Key": "1-64 of A-Z a-z 0-9 - _"}), bad
+    assert list(NoticeModel.by_publisher.query("hr01")) == []
+
+
+def test_a_refused_notice_leaves_its_key_free(client: Client, campus: dict[str, str]) -> None:
+    status, _, _ = post_notice(client, campus["dean01"], {"departments": ["fl"]}, key="k1")
+    assert status == 403
+    set_status("hr01", "left")
+    status, _, _ = post_notice(client, campus["admin"], {"roles": ["hr"]}, key="k1")
+    assert status == 422
+    # The corrected notice with the same key is accepted as a new one
+    status, accepted, headers = post_notice(client, campus["admin"], {"departments": ["cs"]}, key="k1")
+    assert status == 202 and "Idempotent-Replayed" not in headers
+    assert [json.loads(m) for m in received(NOTICE_FANOUT.name)] == [{"notice_id": accepted["id"]}]
+
+
+def test_the_sample_event_in_events_folder_fans_out_its_notice(client: Client, campus: dict[str, str]) -> None:
+    # Given the notice the sample names, accepted and still publishing (the dean to cs)
+    event = json.loads((PROJECT_DIR / "events" / "sqs_notice_fanout.json").read_text())
+    notice_id = json.loads(event["Records"][0]["body"])["notice_id"]
+    NoticeRepository().create(Notice(notice_id=notice_id, column="notice", title="停水通知", body="明日教学楼停水。",
+                                     publisher="dean01", publisher_department="cs",
+                                     audience=Audience(departments=("cs",)), published_at=NOW.isoformat()))
+    # When the consumer runs the sample
+    assert client.lambda_.invoke("fan_out_notice", event).payload == {"batchItemFailures": []}
+    # Then the notice is published to cs with its card
+    notice = published(client, campus["dean01"], notice_id)
+    assert (notice["status"], notice["recipients"]) == ("published", len(CS) - 1)
+    assert sorted(notice_cards()[f"notice:{notice_id}"][0]["recipients"]) == sorted(set(CS) - {"dean01"})

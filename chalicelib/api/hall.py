@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
-import re
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -15,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from chalicelib.api import deps
 from chalicelib.api.routing import Area, RequestModel, json_response
-from chalicelib.api.schemas import PageQuery, cursor
+from chalicelib.api.schemas import IDEMPOTENCY_KEY, PageQuery, cursor
 from chalicelib.api.security import authenticated
 from chalicelib.domain.access import Actor, Role
 from chalicelib.domain.forms import CATEGORY_NAMES, Category, FieldSpec, ServiceDefinition
@@ -29,7 +28,6 @@ from chalicelib.resources import HALL_HOOKS
 from chalicelib.settings import get_settings
 
 area = Area("hall")
-IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ANYONE = authenticated()
 
 

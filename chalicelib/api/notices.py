@@ -24,9 +24,8 @@ from chalice.app import Request, SQSEvent
 from pydantic import BaseModel, Field
 
 from chalicelib.api import deps
-from chalicelib.api.hall import IDEMPOTENCY_KEY
 from chalicelib.api.routing import Area, RequestModel, json_response
-from chalicelib.api.schemas import PageQuery, cursor
+from chalicelib.api.schemas import IDEMPOTENCY_KEY, PageQuery, cursor
 from chalicelib.api.security import authenticated
 from chalicelib.db.notices import NoticeRepository
 from chalicelib.domain.access import Actor, Role

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 from pydantic import BaseModel, Field
 
@@ -50,6 +51,8 @@ class Profile(PersonSummary):
 
 
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"  # base64url without padding
+# An Idempotency-Key header: what a client sends once per submission so a retry is not a second one.
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class PageQuery(RequestModel):

@@ -84,8 +84,9 @@ def test_each_service_is_filed_and_approved_through_its_chain(client: Client, to
     # Given a valid form for the service, filed by someone it is for
     form = fill(definition, applicant)
     status, app = call(client, "POST", f"/services/{service_id}/applications", tokens[applicant], {"data": form})
-    if definition.filed_at:  # a booking or a letter: its own area's endpoints and tests
+    if definition.filed_at:  # a booking or a letter: filed and handled at its area's own endpoint
         assert status == 409 and definition.filed_at.split()[1].split("{")[0] in app["message"]
+        file_at_its_own_endpoint(client, tokens, service_id, applicant)
         return
     assert status == 201, app
     # When whoever holds each step's authority approves it in turn
@@ -101,6 +102,31 @@ def test_each_service_is_filed_and_approved_through_its_chain(client: Client, to
     assert app["status"] == "approved"
     assert len(decided) == len(app["chain"])
     assert [t["verb"] for t in app["history"]] == ["file"] + ["approve"] * len(decided)
+
+
+def file_at_its_own_endpoint(client: Client, tokens: dict[str, str], service_id: str, applicant: str) -> None:
+    """Counselling: the centre publishes a slot, the applicant books it and the centre sees the
+    booking. The mailbox: the applicant writes, the office replies."""
+    if service_id == "counselling":
+        start = datetime.now(timezone.utc) + timedelta(days=3)
+        slot = {"start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat(), "counsellor": "张老师",
+                "place": "心理中心 201", "mode": "in_person"}
+        status, published = call(client, "POST", "/counselling/slots", tokens["xl01"], slot)
+        assert status == 201, published
+        status, booking = call(client, "POST", f"/counselling/slots/{published['id']}/booking", tokens[applicant],
+                               {"topic": "学业压力"})
+        assert status == 201, booking
+        status, seen = call(client, "GET", f"/counselling/slots/{published['id']}/booking", tokens["xl01"])
+        assert status == 200 and seen["topic"] == "学业压力"
+    else:
+        assert service_id == "mailbox"
+        status, letter = call(client, "POST", "/mailbox/letters", tokens[applicant],
+                              {"subject": "宿舍热水", "body": "热水经常停。", "anonymous": False})
+        assert status == 201, letter
+        status, reply = call(client, "POST", f"/mailbox/letters/{letter['id']}/replies", tokens["xg01"],
+                             {"body": "已转后勤处理。"})
+        assert status == 201, reply
+        assert call(client, "GET", f"/mailbox/letters/{letter['id']}", tokens[applicant])[1]["status"] == "replied"
 
 
 def fill(definition: ServiceDefinition, applicant: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from chalicelib.domain.access import Actor, authorities
 from chalicelib.domain.forms import FieldSpec, FormInvalid, ServiceDefinition, validate_form
 from chalicelib.domain.identity import mask_id_number
+from chalicelib.domain.idempotency import Claims, create_once
 from chalicelib.domain.notifications import Notification
 from chalicelib.domain.workflow import (
     Applicant,
@@ -87,13 +88,6 @@ class AttachmentCheck(Protocol):
 
 class AuditLog(Protocol):
     def record(self, *, subject: str, actor: str, action: str, detail: dict[str, Any] | None = None) -> None: ...
-
-
-class Claims(Protocol):
-    def claim(self, key: str, ttl_seconds: float, value: str = "") -> bool: ...
-    def get(self, key: str) -> str | None: ...
-    def put(self, key: str, value: str, ttl_seconds: float) -> None: ...
-    def release(self, key: str) -> None: ...
 
 
 class Sealer(Protocol):
@@ -190,8 +184,6 @@ class ServiceHall:
     claims: Claims | None = None  # idempotency keys of filings
     retry_hooks: Callable[[Application], None] | None = None  # queues a transition whose hooks failed
 
-    REPLAY_WINDOW_SECONDS = 24 * 3600
-    CLAIM_SECONDS = 60  # a filing in progress: a crashed one frees its key after this
 
     # -- applicants -----------------------------------------------------------------------------
     def file(self, actor: Actor, service_id: str, data: Mapping[str, Any],
@@ -213,21 +205,12 @@ class ServiceHall:
         if idempotency_key is None or self.claims is None:
             app = self._file(actor, service_id, data, None)
         else:
-            claim = f"file#{actor.userid}#{service_id}#{idempotency_key}"
-            app_id = new_app_id(self.clock())
-            # Claimed briefly while filing; kept for the replay window once the application is stored.
-            if not self.claims.claim(claim, self.CLAIM_SECONDS, value=app_id):
-                earlier = self.claims.get(claim)
-                found = self.applications.get(earlier) if earlier else None
-                if found is None:
-                    raise Conflict("The same submission is being processed; try again in a moment.")
-                return found, True
-            try:
-                app = self._file(actor, service_id, data, app_id)
-            except Exception:
-                self.claims.release(claim)  # nothing was stored: a corrected retry may use the key again
-                raise
-            self.claims.put(claim, app_id, self.REPLAY_WINDOW_SECONDS)
+            app, replayed = create_once(
+                self.claims, f"file#{actor.userid}#{service_id}#{idempotency_key}", new_app_id(self.clock()),
+                lambda app_id: self._file(actor, service_id, data, app_id), self.applications.get,
+                "The same submission is being processed; try again in a moment.")
+            if replayed:
+                return app, True
         self._after(app)
         return app, False
 

@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from chalicelib.domain.access import PERSON_TYPES, ROLES, Actor, Role
-from chalicelib.domain.hall import Claims
+from chalicelib.domain.idempotency import Claims, create_once
 from chalicelib.domain.notifications import Notification
 from chalicelib.domain.workflow import Application, Transition, became_approved
 from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound
@@ -310,9 +310,6 @@ class NoticeBoard:
     # queue's visibility timeout (a run that died frees the notice before its message comes back).
     lease_seconds: float = 300
 
-    REPLAY_WINDOW_SECONDS = 24 * 3600
-    CLAIM_SECONDS = 60  # a publication in progress: a crashed one frees its key after this
-
     # -- publishing -----------------------------------------------------------------------------
     def publish(self, actor: Actor, draft: Draft, idempotency_key: str | None = None) -> tuple[Notice, bool]:
         """Accept a notice: check it, store it ``publishing`` and queue its fan-out (see
@@ -336,24 +333,13 @@ class NoticeBoard:
         now = self.clock()
         if idempotency_key is None or self.claims is None:
             return self._accept(actor, draft, now), False
-        claim = f"notice#{actor.userid}#{idempotency_key}"
-        notice_id = new_notice_id(now)
-        # Claimed briefly while publishing; kept for the replay window once the notice is stored.
-        if not self.claims.claim(claim, self.CLAIM_SECONDS, value=notice_id):
-            earlier = self.claims.get(claim)
-            found = self.store.get(earlier) if earlier else None
-            if found is None:
-                raise Conflict("The same notice is being published; try again in a moment.")
-            if found.state == "publishing":
-                self._queue(found)
-            return found, True
-        try:
-            notice = self._accept(actor, draft, now, notice_id)
-        except Exception:
-            self.claims.release(claim)  # nothing was stored: a corrected retry may use the key again
-            raise
-        self.claims.put(claim, notice.notice_id, self.REPLAY_WINDOW_SECONDS)
-        return notice, False
+        notice, replayed = create_once(
+            self.claims, f"notice#{actor.userid}#{idempotency_key}", new_notice_id(now),
+            lambda notice_id: self._accept(actor, draft, now, notice_id), self.store.get,
+            "The same notice is being published; try again in a moment.")
+        if replayed and notice.state == "publishing":
+            self._queue(notice)  # in case the first request's message was lost
+        return notice, replayed
 
     def _accept(self, actor: Actor, draft: Draft, now: datetime, notice_id: str | None = None) -> Notice:
         """Check the audience against the directory, store the notice and queue its fan-out.

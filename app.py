@@ -7,6 +7,7 @@ from chalicelib.api import (
     auth,
     counselling,
     hall,
+    health,
     mailbox,
     middleware,
     notices,
@@ -21,6 +22,8 @@ from chalicelib.api import (
 app = Chalice(app_name="campus-platform")
 app.register_middleware(middleware.log_context, "all")
 AREAS = (system, auth, people, admin, notifications, wecom_callback, hall, counselling, repair, mailbox, suggestions,
-         notices)
+         notices, health)
+# Spreadsheet exports are bytes: API Gateway passes them through when the client accepts the type.
+app.api.binary_types.append(health.XLSX)
 for module in AREAS:
     app.register_blueprint(module.area.blueprint)

@@ -40,12 +40,23 @@ class Invalid(DomainError):
         self.fields = dict(fields or {})
 
 
+class InvalidInput(Invalid):
+    """Like :class:`Invalid`, answered 400: for forms whose contract says bad input is a 400
+    (the daily health report), with the same per-field reasons."""
+
+
 class Unauthorized(DomainError):
     default_message = "Authentication is required."
 
 
 class Forbidden(DomainError):
     default_message = "You are not allowed to do this."
+
+
+class ConsentRequired(Forbidden):
+    """A separate consent the person has not given (or withdrew) is needed first."""
+
+    default_message = "Give your consent first."
 
 
 class NotFound(DomainError):
@@ -84,6 +95,8 @@ ERROR_TABLE: dict[type[DomainError], tuple[int, str]] = {
     Conflict: (409, "conflict"),
     UnsupportedMediaType: (415, "unsupported_media_type"),
     Invalid: (422, "invalid"),
+    InvalidInput: (400, "invalid_input"),
+    ConsentRequired: (403, "consent_required"),
     RateLimited: (429, "rate_limited"),
     UpstreamUnavailable: (503, "upstream_unavailable"),
 }
@@ -94,9 +107,10 @@ INTERNAL_ERROR = (500, "internal_error", "An unexpected error occurred; quote th
 # helpers), keyed by HTTP status. The local server renders them, and the AWS template's gateway
 # responses must render the same bodies, so clients see one error shape everywhere. A status not
 # listed here (and every 5xx) is rendered as an internal error.
-GATEWAY_ERRORS: dict[int, type[DomainError]] = {
-    status: cls for cls, (status, _) in ERROR_TABLE.items() if cls is not MalformedJSON and status < 500
-}
+GATEWAY_ERRORS: dict[int, type[DomainError]] = {}
+for _cls, (_status, _) in ERROR_TABLE.items():  # the first (most general) class of each status
+    if _cls is not MalformedJSON and _status < 500:
+        GATEWAY_ERRORS.setdefault(_status, _cls)
 
 
 def status_and_code(exc: DomainError) -> tuple[int, str]:

@@ -18,6 +18,7 @@ from chalicelib.db.audit import AuditModel
 from chalicelib.db.directory import AuthorityModel, ClassModel, DepartmentModel, PersonModel
 from chalicelib.db.counselling import MODELS as COUNSELLING_MODELS
 from chalicelib.db.hall import MODELS as HALL_MODELS
+from chalicelib.db.health import MODELS as HEALTH_MODELS
 from chalicelib.db.mailbox import MODELS as MAILBOX_MODELS
 from chalicelib.db.notices import MODELS as NOTICES_MODELS
 from chalicelib.db.repair import MODELS as REPAIR_MODELS
@@ -28,7 +29,7 @@ from chalicelib.db.messaging import DeliveryModel, MemberRateModel, OutboxModel
 TABLE_MODELS: tuple[type[Model], ...] = (
     DepartmentModel, ClassModel, PersonModel, AuthorityModel, AuditModel, KeyValueModel, OutboxModel, DeliveryModel,
     MemberRateModel, *HALL_MODELS, *COUNSELLING_MODELS, *REPAIR_MODELS, *MAILBOX_MODELS, *SUGGESTIONS_MODELS,
-    *NOTICES_MODELS,
+    *NOTICES_MODELS, *HEALTH_MODELS,
 )
 
 
@@ -69,7 +70,11 @@ HALL_HOOKS = QueueSpec(key="hall-hooks", name="campus-hall-hooks")
 # message a batch: a notice to every student is ~15,000 rows, work enough for one invocation.
 NOTICE_FANOUT = QueueSpec(key="notice-fanout", name="campus-notice-fanout", batch_size=1)
 
-QUEUES: tuple[QueueSpec, ...] = (NOTIFICATIONS, WECOM_EVENTS, HALL_HOOKS, NOTICE_FANOUT)
+# Abnormal daily health reports (``{userid, day, version}``): open or update the person's health
+# case and tell the hospital, HR or student affairs, the department head or counselor.
+HEALTH_ALERTS = QueueSpec(key="health-alerts", name="campus-health-alerts")
+
+QUEUES: tuple[QueueSpec, ...] = (NOTIFICATIONS, WECOM_EVENTS, HALL_HOOKS, NOTICE_FANOUT, HEALTH_ALERTS)
 
 # S3 buckets, by the setting that names them per stage (names are global in S3, so each stage sets
 # its own). Private; objects are written only through presigned PUTs.

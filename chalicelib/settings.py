@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from decimal import Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from chalicelib import __version__
 
 Stage = Literal["local", "dev", "prod"]
+_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+_TIMES = r"^([01][0-9]|2[0-3]):[0-5][0-9](,([01][0-9]|2[0-3]):[0-5][0-9])*$"
 
 
 class SettingsError(RuntimeError):
@@ -72,6 +75,32 @@ class Settings(BaseSettings):
     # Notices: where a notice's WeCom card links, with ``{notice_id}`` in it (the H5 page that
     # shows the notice and records the read receipt). Unset: the card links the notice's own url.
     notice_link_template: str | None = Field(None, pattern=r"^https://\S*\{notice_id\}\S*$")
+
+    # Daily health report (每日健康填报). Times are HH:MM in the campus time zone.
+    # A day's report can be filed and corrected until the cutoff; later it is closed (409).
+    health_report_cutoff: str = Field("20:00", pattern=_TIME)
+    # Abnormal when the temperature is at least this, the code has one of these colours, or one
+    # of these flags is set (any symptom always counts).
+    health_fever_from: Decimal = Field(Decimal("37.3"), ge=Decimal("36.0"), le=Decimal("40.0"), decimal_places=1)
+    health_abnormal_codes: str = Field("yellow,red", pattern=r"^((green|yellow|red)(,(green|yellow|red))*)?$")
+    health_abnormal_flags: str = Field("close_contact,risk_area,quarantined",
+                                       pattern=r"^((close_contact|risk_area|quarantined),?)*$")
+    # The version of the consent text for processing health data; a new version asks everyone again.
+    health_consent_version: str = Field("2026-09", pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    # Reports expire (DynamoDB TTL) this many days after their day.
+    health_retention_days: int = Field(180, ge=1, le=3 * 366)
+    # Reminders to those who have not filed; the counselors' lists of missing students; the
+    # evening summary to leaders and department heads.
+    health_reminder_times: str = Field("08:00,14:00", pattern=_TIMES)
+    health_missing_digest_time: str = Field("16:00", pattern=_TIMES)
+    health_summary_time: str = Field("20:00", pattern=_TIMES)
+    # Who is expected to report (person types); people with status ``left`` never are.
+    health_expected_types: str = Field("staff,student,third_party",
+                                       pattern=r"^(staff|student|third_party)(,(staff|student|third_party))*$")
+    # Where a case's WeCom message links (the H5 page of the case), with ``{case_id}`` in it.
+    health_case_link_template: str | None = Field(None, pattern=r"^https://\S*\{case_id\}\S*$")
+    # The H5 page of the daily report, linked from reminders.
+    health_page_url: str | None = Field(None, pattern=r"^https://\S+$")
 
     @field_validator("campus_timezone")
     @classmethod

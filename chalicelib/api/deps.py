@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from chalicelib.db.audit import AuditRepository
 from chalicelib.db.directory import DirectoryRepository
@@ -26,7 +26,12 @@ from chalicelib.integrations import storage
 from chalicelib.integrations.queues import publish, publish_many
 from chalicelib.domain.protection import FieldProtector
 from chalicelib.domain.sessions import SessionTokens
-from chalicelib.resources import HALL_HOOKS, NOTIFICATIONS
+from chalicelib.db.health import HealthRepository
+from chalicelib.domain.health import CampusClock, HealthRules, parse_times
+from chalicelib.domain.health_cases import HealthCases
+from chalicelib.domain.health_desk import HealthDesk
+from chalicelib.domain.health_stats import HealthStats
+from chalicelib.resources import HALL_HOOKS, HEALTH_ALERTS, NOTIFICATIONS
 from chalicelib.settings import get_settings
 
 
@@ -123,3 +128,58 @@ def _retry_hooks(app: Application) -> None:
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# -- daily health reporting ---------------------------------------------------------------------
+@functools.cache
+def health_store() -> HealthRepository:
+    return HealthRepository()
+
+
+def campus_clock() -> CampusClock:
+    settings = get_settings()
+    return CampusClock(settings.tz, parse_times(settings.health_report_cutoff)[0])
+
+
+def campus_today() -> date:
+    return campus_clock().day(_utc_now())
+
+
+def health_rules() -> HealthRules:
+    settings = get_settings()
+    return HealthRules(fever_from=settings.health_fever_from,
+                       abnormal_codes=frozenset(filter(None, settings.health_abnormal_codes.split(","))),
+                       flags=frozenset(filter(None, settings.health_abnormal_flags.split(","))))
+
+
+def health_desk() -> HealthDesk:
+    """Filing and reading reports, wired to the tables, the alerts queue and the real clock."""
+    settings = get_settings()
+    return HealthDesk(store=health_store(), consents=directory(), sealer=protector(), audit=audit(),
+                      rules=health_rules(), campus=campus_clock(), consent_version=settings.health_consent_version,
+                      retention_days=settings.health_retention_days, queue_alert=queue_health_alert, clock=_utc_now)
+
+
+def health_cases() -> HealthCases:
+    return HealthCases(store=health_store(), people=directory(), sealer=protector(), notify=notifier(),
+                       audit=audit(), open_report=health_desk().open, link=_case_link, clock=_utc_now)
+
+
+def health_stats() -> HealthStats:
+    settings = get_settings()
+    return HealthStats(store=health_store(), directory=directory(), open_report=health_desk().open, audit=audit(),
+                       notify=notifier(), claims=kv(), queue_alert=queue_health_alert, campus=campus_clock(),
+                       expected_types=settings.health_expected_types.split(","),
+                       reminder_times=parse_times(settings.health_reminder_times),
+                       digest_times=parse_times(settings.health_missing_digest_time),
+                       summary_times=parse_times(settings.health_summary_time),
+                       page_url=settings.health_page_url, clock=_utc_now)
+
+
+def queue_health_alert(userid: str, day: str, version: int) -> None:
+    publish(HEALTH_ALERTS, {"userid": userid, "day": day, "version": version})
+
+
+def _case_link(case_id: str) -> str | None:
+    template = get_settings().health_case_link_template
+    return template.format(case_id=case_id) if template else None

@@ -158,9 +158,9 @@ def _errors_of(spec: RouteSpec) -> list[type[DomainError]]:
     # Chalice checks the Content-Type of every request that sends one, body or not.
     errors.append(UnsupportedMediaType)
     if spec.body is not None:
-        errors += [MalformedJSON, Invalid]
+        errors += [MalformedJSON, spec.invalid]
     if spec.query is not None:
-        errors.append(Invalid)
+        errors.append(spec.invalid)
     errors += list(getattr(spec.policy, "errors", ()))
     seen: list[type[DomainError]] = []
     for error in errors:

@@ -17,6 +17,7 @@ middleware.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -90,6 +91,8 @@ class RouteSpec:
     description: str = ""
     operation_id: str = ""
     content_types: tuple[str, ...] = ("application/json",)
+    max_body: int | None = None  # bytes; a bigger body is refused before it is parsed
+    invalid: type[Invalid] = Invalid  # raised for a body or query that fails validation
 
 
 class Area:
@@ -112,6 +115,8 @@ class Area:
         status: int = 200,
         errors: tuple[type[DomainError], ...] = (),
         content_types: tuple[str, ...] = ("application/json",),
+        max_body: int | None = None,
+        invalid: type[Invalid] = Invalid,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare a route.
 
@@ -122,6 +127,10 @@ class Area:
 
         The view returns a pydantic model (serialised in JSON mode), a plain JSON-able value,
         ``None`` (for 204), or a Chalice ``Response`` for anything else.
+
+        ``max_body`` refuses a larger body with ``invalid`` (field ``body``) before parsing it;
+        ``invalid`` is what a body or query failing validation raises (``Invalid``, 422, unless
+        the route's contract says 400: ``InvalidInput``).
         """
 
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -143,7 +152,11 @@ class Area:
                 description=(view.__doc__ or "").strip(),
                 operation_id=view.__name__,
                 content_types=tuple(content_types),
+                max_body=max_body,
+                invalid=invalid,
             )
+            if invalid is not Invalid and invalid not in spec.errors:
+                spec = dataclasses.replace(spec, errors=(*spec.errors, invalid))
             wants = set(inspect.signature(view).parameters)
 
             @functools.wraps(view)
@@ -157,9 +170,13 @@ class Area:
                     if "request" in wants:
                         kwargs["request"] = request
                     if spec.body is not None:
-                        kwargs["body"] = parse_body(request, spec.body) if _is_json(request) else None
+                        if spec.max_body is not None and len(request.raw_body or b"") > spec.max_body:
+                            raise spec.invalid("The request body is too large.",
+                                               {"body": f"at most {spec.max_body} bytes"})
+                        kwargs["body"] = (parse_body(request, spec.body, spec.invalid) if _is_json(request)
+                                          else None)
                     if spec.query is not None:
-                        kwargs["query"] = parse_query(request, spec.query)
+                        kwargs["query"] = parse_query(request, spec.query, spec.invalid)
                     return to_response(view(**kwargs), spec.status)
                 except Exception as exc:  # every outcome goes through the one error table
                     return render_exception(exc, view.__name__, request)
@@ -199,7 +216,7 @@ def _frames(exc: BaseException) -> list[str]:
             for frame in traceback.extract_tb(exc.__traceback__)][-8:]
 
 
-def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+def parse_body(request: Request, model: type[BaseModel], invalid: type[Invalid] = Invalid) -> BaseModel:
     """Validate the request body as JSON against ``model``.
 
     Raises:
@@ -214,7 +231,7 @@ def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
     except ValidationError as exc:
         if any(err["type"] == "json_invalid" for err in exc.errors()):
             raise MalformedJSON() from None
-        raise invalid_from(exc) from None
+        raise invalid_from(exc, invalid) from None
 
 
 def _is_json(request: Request) -> bool:
@@ -222,22 +239,22 @@ def _is_json(request: Request) -> bool:
     return content_type == "application/json"
 
 
-def parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
+def parse_query(request: Request, model: type[BaseModel], invalid: type[Invalid] = Invalid) -> BaseModel:
     """Validate the query string against ``model`` (one value per parameter)."""
     params = dict(request.query_params or {})
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        raise invalid_from(exc) from None
+        raise invalid_from(exc, invalid) from None
 
 
-def invalid_from(exc: ValidationError) -> Invalid:
+def invalid_from(exc: ValidationError, invalid: type[Invalid] = Invalid) -> Invalid:
     """Turn pydantic's errors into ``Invalid`` with one reason per field (values are not echoed)."""
     fields: dict[str, str] = {}
     for err in exc.errors(include_input=False, include_url=False):
         name = ".".join(str(part) for part in err["loc"]) or "body"
         fields.setdefault(name, err["msg"])
-    return Invalid("The request failed validation.", fields)
+    return invalid("The request failed validation.", fields)
 
 
 def to_response(result: Any, status: int) -> Response:

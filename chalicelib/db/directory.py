@@ -5,7 +5,7 @@ Access patterns and the keys that serve them (no Scan anywhere):
 * a person by ``userid``                       -> ``people`` table, hash key
 * members of a department, in userid order     -> ``people`` GSI ``by_department``
 * students of a class, in userid order         -> ``people`` GSI ``by_class`` (sparse: students only)
-* everyone of a person type (notices to all students) -> ``people`` GSI ``by_type`` (keys only)
+* everyone of a person type (notices, health rosters) -> ``people`` GSI ``by_type`` (name, unit, status)
 * a person by ID-card number (door events)     -> ``people`` GSI ``by_id_lookup`` (keyed hash, sparse)
 * a department / a class (with its counselors) -> ``departments`` / ``classes`` tables, hash key
 * who holds an approval authority                -> ``authorities`` table (``role:hr``, ``dept_head:cs``,
@@ -29,7 +29,7 @@ from pynamodb.attributes import (
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -85,7 +85,8 @@ class ByClass(GlobalSecondaryIndex["PersonModel"]):
 class ByType(GlobalSecondaryIndex["PersonModel"]):
     class Meta:
         index_name = "by_type"
-        projection = KeysOnlyProjection()
+        # What rosters need (reminders, expected counts): never ID numbers or contacts.
+        projection = IncludeProjection(["name", "department", "class_id", "status"])
 
     person_type = UnicodeAttribute(hash_key=True)
     userid = UnicodeAttribute(range_key=True)
@@ -117,6 +118,7 @@ class PersonModel(Model):
     id_number_masked = UnicodeAttribute(null=True)
     id_lookup = UnicodeAttribute(null=True)  # keyed hash of the ID number
     token_version = NumberAttribute(default=0)
+    health_consent = UnicodeAttribute(null=True)  # written only by set_health_consent
     updated_at = UTCDateTimeAttribute(default=_now)
 
     by_department = ByDepartment()
@@ -238,6 +240,28 @@ class DirectoryRepository:
             raise
         self.index_authorities([person])
 
+    def set_health_consent(self, userid: str, version: str | None) -> None:
+        """Record (or, with ``None``, withdraw) a person's consent to the processing of their
+        health data. Not an authority change: sessions carry on.
+
+        Raises:
+            NotFound: no such person.
+        """
+        action = PersonModel.health_consent.set(version) if version else PersonModel.health_consent.remove()
+        try:
+            PersonModel(userid).update(actions=[action], condition=PersonModel.userid.exists())
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise NotFound("No such person.") from None
+            raise
+
+    def roster(self, person_type: str) -> Iterator[PersonRecord]:
+        """Everyone of a person type with their department, class and status (userid order),
+        from the ``by_type`` index: a campus in a few pages, without reading whole records."""
+        return (PersonRecord(userid=m.userid, name=m.name, person_type=person_type, department=m.department,
+                             class_id=m.class_id, status=m.status)
+                for m in PersonModel.by_type.query(person_type))
+
     def members_of_department(self, dept_id: str) -> Iterator[PersonRecord]:
         return (to_record(m) for m in PersonModel.by_department.query(dept_id))
 
@@ -301,6 +325,11 @@ class DirectoryRepository:
         """``{class_id: department}`` for the classes that exist."""
         keys = sorted(set(class_ids))
         return {c.class_id: c.department for c in ClassModel.batch_get(keys)} if keys else {}
+
+    def class_counselors(self, class_ids: Iterable[str]) -> dict[str, set[str]]:
+        """``{class_id: counselor userids}`` for the classes that exist (BatchGetItem)."""
+        keys = sorted(set(class_ids))
+        return {c.class_id: set(c.counselors or ()) for c in ClassModel.batch_get(keys)} if keys else {}
 
     def get_class(self, class_id: str) -> ClassModel:
         try:

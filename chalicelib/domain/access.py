@@ -58,6 +58,7 @@ class Actor:
     class_id: str | None = None
     counselor_of: frozenset[str] = frozenset()
     dept_head_of: str | None = None
+    health_consent: str | None = None  # the version of the health-data consent given (PIPL art. 29)
 
     def has(self, role: Role) -> bool:
         return role.value in self.roles

@@ -42,6 +42,7 @@ class PersonRecord:
     id_number_masked: str | None = None
     id_lookup: str | None = None
     token_version: int = 0
+    health_consent: str | None = None  # the version of the health-data consent given, if any
 
     def actor(self) -> Actor:
         return Actor(
@@ -52,6 +53,7 @@ class PersonRecord:
             class_id=self.class_id,
             counselor_of=self.counselor_of,
             dept_head_of=self.dept_head_of,
+            health_consent=self.health_consent,
         )
 
     # Changing any of these changes what the person may do: older sessions must end.
@@ -338,6 +340,7 @@ def _merge(row: PersonRow, before: PersonRecord | None, protector: FieldProtecto
         id_number_masked=masked,
         id_lookup=lookup,
         token_version=before.token_version if before else 0,
+        health_consent=before.health_consent if before else None,
     )
 
 

@@ -1,0 +1,368 @@
+"""Storage of daily health reports, the day counters and health cases.
+
+Access patterns and the keys that serve them (no Scan anywhere):
+
+* one person's report of a day (the natural key) -> ``health_reports``, hash ``userid``, range ``day``
+* my reports of a period                         -> the same, range between two days
+* the reports of a unit on a day (exports)       -> GSI ``by_unit_day`` (``<day>#<unit key>``)
+* the abnormal reports of a day                  -> GSI ``by_abnormal_day``: sparse, abnormal ones only
+* abnormal reports whose alert is not queued yet -> GSI ``by_pending_alert``: sparse, swept by a job
+* the counters of a day, per unit                -> ``health_days``, hash ``day``, range unit key
+* a case                                         -> ``health_cases``, hash ``case_id``
+* open (or closed) cases, oldest first           -> GSI ``by_state``
+* the open case of a person                      -> GSI ``by_open_person``: sparse, open cases only
+
+Counters are idempotent: a unit's row holds the set of people counted (``reporters``, and
+``abnormal_ids``) next to the numbers, and every increment is conditional on the person not being
+in the set yet. A retried filing, or a filing repaired after a crash between the report and its
+count, never counts anyone twice; a dashboard reads one partition per day.
+
+Reports expire through DynamoDB's TTL (``expires_at``) after the retention period; TTL deletes
+lazily (up to days later), so readers also drop expired items themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
+from pynamodb.models import Model
+
+from chalicelib.db.base import TableMeta, TableName
+from chalicelib.domain.health import DayFigures, StoredCase, StoredReport, Unit
+
+ROSTER_ROW = "~roster"  # the day row saying expected counts were taken (sorts after every unit)
+
+
+# -- reports ------------------------------------------------------------------------------------
+class ByUnitDay(GlobalSecondaryIndex["HealthReportModel"]):
+    class Meta:
+        index_name = "by_unit_day"
+        projection = AllProjection()
+
+    unit_day = UnicodeAttribute(hash_key=True)
+    userid = UnicodeAttribute(range_key=True)
+
+
+class ByAbnormalDay(GlobalSecondaryIndex["HealthReportModel"]):
+    class Meta:
+        index_name = "by_abnormal_day"
+        projection = AllProjection()
+
+    abnormal_day = UnicodeAttribute(hash_key=True)
+    userid = UnicodeAttribute(range_key=True)
+
+
+class ByPendingAlert(GlobalSecondaryIndex["HealthReportModel"]):
+    class Meta:
+        index_name = "by_pending_alert"
+        projection = IncludeProjection(["version"])
+
+    alert_pending = UnicodeAttribute(hash_key=True)
+    updated_at = UnicodeAttribute(range_key=True)
+
+
+class HealthReportModel(Model):
+    class Meta(TableMeta):
+        table_name = TableName("health_reports")
+
+    userid = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)  # campus calendar day, YYYY-MM-DD
+    version = NumberAttribute()
+    sealed = UnicodeAttribute()  # answers and reasons, AES-GCM (chalicelib.domain.protection)
+    abnormal = BooleanAttribute()
+    history = ListAttribute(of=UnicodeAttribute, default=list)  # earlier versions, sealed
+    filed_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    expires_at = TTLAttribute()
+    department = UnicodeAttribute()
+    class_id = UnicodeAttribute(null=True)
+    person_type = UnicodeAttribute()
+    unit_day = UnicodeAttribute()
+    abnormal_day = UnicodeAttribute(null=True)
+    alert_pending = UnicodeAttribute(null=True)
+
+    by_unit_day = ByUnitDay()
+    by_abnormal_day = ByAbnormalDay()
+    by_pending_alert = ByPendingAlert()
+
+
+def _report_model(report: StoredReport) -> HealthReportModel:
+    return HealthReportModel(
+        userid=report.userid, day=report.day, version=report.version, sealed=report.sealed,
+        abnormal=report.abnormal, history=list(report.history), filed_at=report.filed_at,
+        updated_at=report.updated_at, expires_at=report.expires_at, department=report.unit.department,
+        class_id=report.unit.class_id, person_type=report.unit.person_type,
+        unit_day=f"{report.day}#{report.unit.key}", abnormal_day=report.day if report.abnormal else None,
+        alert_pending="pending" if report.alert_pending else None,
+    )
+
+
+def _report(model: HealthReportModel) -> StoredReport:
+    return StoredReport(
+        userid=model.userid, day=model.day, version=int(model.version), sealed=model.sealed,
+        abnormal=bool(model.abnormal), filed_at=model.filed_at, updated_at=model.updated_at,
+        expires_at=model.expires_at, unit=Unit(model.department, model.class_id, model.person_type),
+        history=tuple(model.history or ()), alert_pending=model.alert_pending is not None,
+    )
+
+
+# -- day counters -------------------------------------------------------------------------------
+class HealthDayModel(Model):
+    class Meta(TableMeta):
+        table_name = TableName("health_days")
+
+    day = UnicodeAttribute(hash_key=True)
+    unit = UnicodeAttribute(range_key=True)  # Unit.key, or ROSTER_ROW
+    expected = NumberAttribute(null=True)
+    reported = NumberAttribute(default=0)
+    abnormal = NumberAttribute(default=0)
+    reporters = UnicodeSetAttribute(default=set)
+    abnormal_ids = UnicodeSetAttribute(default=set)
+    taken_at = UnicodeAttribute(null=True)  # on ROSTER_ROW: when expected counts were taken
+
+
+# -- cases --------------------------------------------------------------------------------------
+class ByState(GlobalSecondaryIndex["HealthCaseModel"]):
+    class Meta:
+        index_name = "by_state"
+        projection = AllProjection()
+
+    state = UnicodeAttribute(hash_key=True)
+    opened_at = UnicodeAttribute(range_key=True)
+
+
+class ByOpenPerson(GlobalSecondaryIndex["HealthCaseModel"]):
+    class Meta:
+        index_name = "by_open_person"
+        projection = KeysOnlyProjection()
+
+    open_for = UnicodeAttribute(hash_key=True)
+
+
+class HealthCaseModel(Model):
+    class Meta(TableMeta):
+        table_name = TableName("health_cases")
+
+    case_id = UnicodeAttribute(hash_key=True)
+    userid = UnicodeAttribute()
+    person_type = UnicodeAttribute()
+    department = UnicodeAttribute()
+    class_id = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()  # reported | observing | isolated | referred | cleared
+    state = UnicodeAttribute()  # open | closed
+    opened_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    open_for = UnicodeAttribute(null=True)  # the person's userid while the case is open
+    reports = ListAttribute(of=UnicodeAttribute, default=list)  # "<day>#v<version>" handled
+    sealed_reports = ListAttribute(of=UnicodeAttribute, default=list)  # reasons of each, sealed
+    events = ListAttribute(of=UnicodeAttribute, default=list)  # sealed JSON: at, actor, status, note
+    version = NumberAttribute(default=1)
+
+    by_state = ByState()
+    by_open_person = ByOpenPerson()
+
+
+def _case_model(case: StoredCase) -> HealthCaseModel:
+    return HealthCaseModel(
+        case_id=case.case_id, userid=case.userid, person_type=case.unit.person_type,
+        department=case.unit.department, class_id=case.unit.class_id, status=case.status,
+        state="open" if case.is_open else "closed", opened_at=case.opened_at, updated_at=case.updated_at,
+        open_for=case.userid if case.is_open else None, reports=list(case.reports),
+        sealed_reports=list(case.sealed_reports), events=list(case.events), version=case.version,
+    )
+
+
+def _case(model: HealthCaseModel) -> StoredCase:
+    return StoredCase(
+        case_id=model.case_id, userid=model.userid,
+        unit=Unit(model.department, model.class_id, model.person_type), status=model.status,
+        opened_at=model.opened_at, updated_at=model.updated_at, reports=tuple(model.reports or ()),
+        sealed_reports=tuple(model.sealed_reports or ()), events=tuple(model.events or ()),
+        version=int(model.version),
+    )
+
+
+def _conditional_failed(exc: PutError | UpdateError) -> bool:
+    return exc.cause_response_code == "ConditionalCheckFailedException"
+
+
+class HealthRepository:
+    """Reads and writes of reports, counters and cases, in domain terms."""
+
+    # -- reports --------------------------------------------------------------------------------
+    def create_report(self, report: StoredReport) -> bool:
+        """Store the first report of a person's day; ``False`` if one exists (nothing written)."""
+        try:
+            _report_model(report).save(condition=HealthReportModel.userid.does_not_exist())
+        except PutError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def replace_report(self, report: StoredReport, expected_version: int) -> bool:
+        """Store a new version over ``expected_version``; ``False`` if it changed meanwhile."""
+        try:
+            _report_model(report).save(condition=HealthReportModel.version == expected_version)
+        except PutError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def get_report(self, userid: str, day: str, *, consistent: bool = False) -> StoredReport | None:
+        try:
+            return _report(HealthReportModel.get(userid, day, consistent_read=consistent))
+        except DoesNotExist:
+            return None
+
+    def reports_of(self, userid: str, first: str, last: str) -> list[StoredReport]:
+        """A person's reports from ``first`` to ``last`` (days, inclusive), newest first."""
+        return [_report(m) for m in HealthReportModel.query(
+            userid, HealthReportModel.day.between(first, last), scan_index_forward=False)]
+
+    def reports_of_unit(self, day: str, unit: Unit) -> Iterator[StoredReport]:
+        return (_report(m) for m in HealthReportModel.by_unit_day.query(f"{day}#{unit.key}"))
+
+    def abnormal_reports(self, day: str) -> Iterator[StoredReport]:
+        return (_report(m) for m in HealthReportModel.by_abnormal_day.query(day))
+
+    def alert_queued(self, userid: str, day: str, version: int) -> None:
+        """Mark the alert of ``version`` as queued (a newer version keeps its own flag)."""
+        try:
+            HealthReportModel(userid, day).update(actions=[HealthReportModel.alert_pending.remove()],
+                                                  condition=HealthReportModel.version == version)
+        except UpdateError as exc:
+            if not _conditional_failed(exc):
+                raise
+
+    def pending_alerts(self, older_than: str) -> list[tuple[str, str, int]]:
+        """``(userid, day, version)`` of abnormal reports whose alert was not marked queued."""
+        return [(m.userid, m.day, int(m.version)) for m in HealthReportModel.by_pending_alert.query(
+            "pending", HealthReportModel.updated_at < older_than)]
+
+    # -- counters -------------------------------------------------------------------------------
+    def count(self, day: str, unit: Unit, userid: str, abnormal: bool) -> None:
+        """Make the day's counters hold ``userid`` as reported (and abnormal or not).
+
+        One conditional UpdateItem in the common case; each change of a set and its number is
+        conditional on the set, so repeating this changes nothing.
+        """
+        row = HealthDayModel(day, unit.key)
+        reported = ([HealthDayModel.reporters.add({userid}), HealthDayModel.reported.add(1)],
+                    ~HealthDayModel.reporters.contains(userid))
+        if abnormal:
+            flagged = ([HealthDayModel.abnormal_ids.add({userid}), HealthDayModel.abnormal.add(1)],
+                       ~HealthDayModel.abnormal_ids.contains(userid))
+        else:
+            flagged = ([HealthDayModel.abnormal_ids.delete({userid}), HealthDayModel.abnormal.add(-1)],
+                       HealthDayModel.abnormal_ids.contains(userid))
+        if abnormal:
+            # The usual first filing of an abnormal report: both in one call.
+            if _update_if(row, reported[0] + flagged[0], reported[1] & flagged[1]):
+                return
+        elif _update_if(row, reported[0], reported[1]):
+            return
+        _update_if(row, *reported)
+        _update_if(row, *flagged)
+
+    def day_units(self, day: str, *, with_people: bool = False) -> tuple[dict[Unit, DayFigures], dict[Unit, set[str]],
+                                                                          bool]:
+        """The counters of ``day``: figures per unit, the reporters per unit (``with_people``),
+        and whether expected counts were taken for the day."""
+        figures: dict[Unit, DayFigures] = {}
+        reporters: dict[Unit, set[str]] = {}
+        taken = False
+        attributes = None if with_people else ["unit", "expected", "reported", "abnormal", "taken_at"]
+        for row in HealthDayModel.query(day, attributes_to_get=attributes):
+            if row.unit == ROSTER_ROW:
+                taken = True
+                continue
+            unit = Unit.parse(row.unit)
+            figures[unit] = DayFigures(int(row.expected or 0), int(row.reported or 0), int(row.abnormal or 0))
+            if with_people:
+                reporters[unit] = set(row.reporters or ())
+        return figures, reporters, taken
+
+    def reporters(self, day: str, units: Sequence[Unit]) -> set[str]:
+        """Everyone counted as reported on ``day`` in ``units`` (BatchGetItem of their rows)."""
+        keys = [(day, unit.key) for unit in units]
+        found: set[str] = set()
+        for row in HealthDayModel.batch_get(keys, attributes_to_get=["day", "unit", "reporters"]):
+            found.update(row.reporters or ())
+        return found
+
+    def set_expected(self, day: str, expected: dict[Unit, int], taken_at: str) -> None:
+        """Record how many people each unit expects on ``day`` (and units that expect none now)."""
+        known, _, _ = self.day_units(day)
+        for unit in sorted(set(expected) | set(known)):
+            count = expected.get(unit, 0)
+            if unit in known and known[unit].expected == count:
+                continue
+            HealthDayModel(day, unit.key).update(actions=[HealthDayModel.expected.set(count)])
+        HealthDayModel(day, ROSTER_ROW, taken_at=taken_at).save()
+
+    # -- cases ----------------------------------------------------------------------------------
+    def get_case(self, case_id: str, *, consistent: bool = True) -> StoredCase | None:
+        try:
+            return _case(HealthCaseModel.get(case_id, consistent_read=consistent))
+        except DoesNotExist:
+            return None
+
+    def open_case_of(self, userid: str) -> StoredCase | None:
+        """The person's open case (the index is eventually consistent: the case is re-read)."""
+        for row in HealthCaseModel.by_open_person.query(userid):
+            case = self.get_case(row.case_id)
+            if case is not None and case.is_open:
+                return case
+        return None
+
+    def create_case(self, case: StoredCase) -> bool:
+        try:
+            _case_model(case).save(condition=HealthCaseModel.case_id.does_not_exist())
+        except PutError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def save_case(self, case: StoredCase, expected_version: int) -> bool:
+        try:
+            _case_model(case).save(condition=HealthCaseModel.version == expected_version)
+        except PutError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def cases(self, state: str, *, after: str | None = None) -> Iterator[StoredCase]:
+        """Cases of a state, oldest first, from after the ``opened_at#case_id`` position."""
+        condition = HealthCaseModel.opened_at >= after.split("#", 1)[0] if after else None
+        for model in HealthCaseModel.by_state.query(state, condition):
+            if after is not None and f"{model.opened_at}#{model.case_id}" <= after:
+                continue
+            yield _case(model)
+
+
+def _update_if(row: HealthDayModel, actions: Sequence[Any], condition: Any) -> bool:
+    try:
+        row.update(actions=list(actions), condition=condition)
+    except UpdateError as exc:
+        if _conditional_failed(exc):
+            return False
+        raise
+    return True
+
+
+MODELS: tuple[type[Model], ...] = (HealthReportModel, HealthDayModel, HealthCaseModel)

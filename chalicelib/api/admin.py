@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from chalice.app import Request
@@ -10,7 +11,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from chalicelib.api import deps
 from chalicelib.api.routing import Area, RequestModel
-from chalicelib.api.schemas import Profile
+from chalicelib.api.schemas import PageQuery, Profile, cursor
 from chalicelib.api.security import authenticated
 from chalicelib.domain.access import Action, Actor, Role
 from chalicelib.domain.directory import MAX_IMPORT_ROWS, ShortId, import_people, rows_from_csv
@@ -119,3 +120,38 @@ def import_directory(body: ImportRows | None, query: ImportQuery, request: Reque
         created=result.created, updated=result.updated, unchanged=result.unchanged, rejected=len(result.errors),
         errors=[RowProblem(line=e.line, userid=e.userid, reason=e.reason) for e in result.errors],
     )
+
+
+# -- the audit trail ----------------------------------------------------------------------------
+class AuditQuery(PageQuery):
+    """Filter by one of: ``subject`` (``person#<userid>``, ``health-export#<day>``...), ``actor``
+    (a userid), else the campus ``date`` (default today)."""
+
+    subject: str | None = Field(None, min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.@#:-]+$")
+    actor: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    day: date | None = Field(None, alias="date")
+
+
+class AuditItem(BaseModel):
+    at: str
+    actor: str
+    subject: str
+    action: str
+    detail: dict[str, Any] = Field(description="What was read or changed: field names and counts, never values")
+
+
+class AuditPage(BaseModel):
+    items: list[AuditItem]
+    next: str | None
+
+
+@area.route("/admin/audit", "GET", summary="The audit trail: who read or changed whose data, newest first",
+            policy=IT_ADMIN, query=AuditQuery, response=AuditPage)
+def list_audit_events(query: AuditQuery) -> AuditPage:
+    """Every read of another person's health data, every change to a person, consents given and
+    withdrawn, exports."""
+    events, position = deps.audit().page(subject=query.subject, actor=query.actor,
+                                         day=(query.day or deps.campus_today()).isoformat(), limit=query.limit,
+                                         after=query.position())
+    return AuditPage(items=[AuditItem(at=e.at, actor=e.actor, subject=e.subject, action=e.action, detail=e.detail)
+                            for e in events], next=cursor(position))

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Rate, Response
-from chalice.app import CloudWatchEvent, SQSEvent
+from chalice.app import CloudWatchEvent, Request, SQSEvent
 from pydantic import BaseModel, Field, ValidationError
 
 from chalicelib.api import deps
@@ -34,7 +34,7 @@ from chalicelib.domain.directory import ShortId
 from chalicelib.domain.health import REASONS, Breakdown, CaseStatus, DayFigures, Filter, HealthAnswers
 from chalicelib.domain.health_cases import Case
 from chalicelib.domain.health_desk import Report
-from chalicelib.errors import ConsentRequired, Conflict, Forbidden, InvalidInput, NotFound
+from chalicelib.errors import BadRequest, ConsentRequired, Conflict, Forbidden, InvalidInput, NotFound
 from chalicelib.observability import logger
 from chalicelib.resources import HEALTH_ALERTS
 
@@ -387,11 +387,15 @@ def get_health_trend(query: TrendQuery, actor: Actor) -> TrendView:
 
 
 @area.route("/health/export", "GET", summary="A day's reports in my scope as a spreadsheet (audited)",
-            policy=ANYONE, query=ExportQuery, errors=(Forbidden,), content_types=("application/json",))
-def export_health_reports(query: ExportQuery, actor: Actor) -> Response:
+            policy=ANYONE, query=ExportQuery, errors=(Forbidden, BadRequest))
+def export_health_reports(query: ExportQuery, actor: Actor, request: Request) -> Response:
     """One row per expected person in scope with their answers (or not reported); a leader gets
     figures per department and class instead. ``format=xlsx`` (send ``Accept`` with its type so
     API Gateway returns the bytes) or ``csv`` (UTF-8 with a byte-order mark, for Excel)."""
+    accept = (request.headers.get("accept") or "").lower()
+    if query.format == "xlsx" and XLSX not in accept and "*/*" not in accept:
+        # API Gateway (and Chalice) return bytes only to a client that accepts them.
+        raise BadRequest(f"Send 'Accept: {XLSX}' to download the spreadsheet, or ask for format=csv.")
     day = query.day or _today()
     headers, rows = deps.health_stats().export_rows(actor, day, query.filter())
     name = f"health-{day.isoformat()}.{query.format}"

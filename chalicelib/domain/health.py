@@ -199,7 +199,7 @@ def due_slots(now: datetime, clock: CampusClock, slots: Iterable[time], window: 
 
 
 # -- units: how counters are kept ---------------------------------------------------------------
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Unit:
     """The finest group the counters keep: a department's members of one type, and for students
     their class. Every dashboard is a sum over units, and every scope is a set of units."""
@@ -211,6 +211,9 @@ class Unit:
     @property
     def key(self) -> str:
         return f"{self.department}#{self.class_id or '-'}#{self.person_type}"
+
+    def __lt__(self, other: Unit) -> bool:  # units sort by their key (class_id may be None)
+        return self.key < other.key
 
     @classmethod
     def of(cls, person: Any) -> Unit:

@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+import time_machine
 from chalice.test import Client
 
 from chalicelib.catalogue import shipped_definitions
@@ -19,7 +20,7 @@ from chalicelib.db.directory import DirectoryRepository
 from chalicelib.domain.forms import FieldSpec, ServiceDefinition
 from infra.local.aws import bucket_names
 from tests.support.hall import open_campus
-from tests.support.identity import call
+from tests.support.identity import call, login
 
 DEFINITIONS = shipped_definitions()
 APPLICANT_BY_TYPE = {"student": "s001", "staff": "t001", "third_party": "w001"}
@@ -86,7 +87,7 @@ def test_each_service_is_filed_and_approved_through_its_chain(client: Client, to
     status, app = call(client, "POST", f"/services/{service_id}/applications", tokens[applicant], {"data": form})
     if definition.filed_at:  # a booking or a letter: filed and handled at its area's own endpoint
         assert status == 409 and definition.filed_at.split()[1].split("{")[0] in app["message"]
-        file_at_its_own_endpoint(client, tokens, service_id, applicant)
+        file_at_its_own_endpoint(client, tokens, service_id, applicant, form)
         return
     assert status == 201, app
     # When whoever holds each step's authority approves it in turn
@@ -104,10 +105,21 @@ def test_each_service_is_filed_and_approved_through_its_chain(client: Client, to
     assert [t["verb"] for t in app["history"]] == ["file"] + ["approve"] * len(decided)
 
 
-def file_at_its_own_endpoint(client: Client, tokens: dict[str, str], service_id: str, applicant: str) -> None:
+def file_at_its_own_endpoint(client: Client, tokens: dict[str, str], service_id: str, applicant: str,
+                             form: dict[str, Any]) -> None:
     """Counselling: the centre publishes a slot, the applicant books it and the centre sees the
-    booking. The mailbox: the applicant writes, the office replies."""
-    if service_id == "counselling":
+    booking. The mailbox: the applicant writes, the office replies. The daily health report: the
+    catalogue's form, filled in, is accepted as a report (in the morning, before the cutoff)."""
+    if service_id == "daily-health-report":
+        morning = datetime.now(timezone.utc).replace(hour=1, minute=0) + timedelta(days=1)
+        with time_machine.travel(morning, tick=True):
+            token = login(client, applicant)
+            status, consent = call(client, "GET", "/health/consent", token)
+            call(client, "POST", "/health/consent", token, {"version": consent["version"], "agree": True})
+            status, report = call(client, "POST", "/health/reports", token, form)
+        assert status == 201, report
+        assert set(report["answers"]) == set(form)
+    elif service_id == "counselling":
         start = datetime.now(timezone.utc) + timedelta(days=3)
         slot = {"start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat(), "counsellor": "张老师",
                 "place": "心理中心 201", "mode": "in_person"}

@@ -1,0 +1,141 @@
+"""The scheduled jobs: reminders to those missing, counselors' lists, the evening summary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+import botocore.client
+import pytest
+import time_machine
+from chalice.test import Client
+
+from chalicelib.db.directory import DirectoryRepository, PersonModel
+from chalicelib.domain.notifications import MAX_TOUSER
+from infra.local.demo import generate_population, load_demo_campus
+from tests.support.hall import Tokens, open_campus, queued_notifications
+from tests.support.health import FEVER, NORMAL, consent, file_report, scheduled_event
+
+MORNING = datetime(2026, 11, 30, 1, 0, tzinfo=timezone.utc)  # 09:00 in Shanghai
+DAY = "2026-11-30"
+CAST = {"admin", "hr01", "doc01", "xg01", "bw01", "hq01", "xl01", "leader01", "dean01", "fdy01", "fdy02", "t001",
+        "t002", "w001", *(f"s{n:03d}" for n in range(1, 21))}
+
+
+def at_campus_time(hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 11, 30, hour - 8, minute, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def tokens(client: Client) -> Iterator[Tokens]:
+    with time_machine.travel(MORNING, tick=True):
+        tokens = open_campus(client)
+        for userid, answers in (("s001", NORMAL), ("s002", FEVER), ("t001", NORMAL)):
+            consent(client, tokens[userid])
+            assert file_report(client, tokens[userid], answers)[0] == 201
+        queued_notifications()
+        yield tokens
+
+
+def run(client: Client, job: str, when: datetime) -> dict:
+    """Fire a job at ``when`` (tests read its messages at minutes where mass sends are not held
+    back from the :00/:30 marks)."""
+    with time_machine.travel(when, tick=False):
+        return client.lambda_.invoke(job, scheduled_event(job)).payload
+
+
+@contextmanager
+def tables_touched() -> Iterator[list[tuple[str, str]]]:
+    """``(operation, table)`` of every DynamoDB call made inside the block."""
+    calls: list[tuple[str, str]] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def recording(client, operation_name, api_params):
+        tables = [api_params.get("TableName")] if "TableName" in api_params else list(api_params.get("RequestItems", {}))
+        for table in tables:
+            calls.append((operation_name, table))
+        return original(client, operation_name, api_params)
+
+    botocore.client.BaseClient._make_api_call = recording
+    try:
+        yield calls
+    finally:
+        botocore.client.BaseClient._make_api_call = original
+
+
+def test_at_14_00_only_the_people_missing_are_reminded_once_without_reading_reports(client: Client,
+                                                                                  tokens: Tokens) -> None:
+    # Given a student who has left the university
+    PersonModel("s020").update(actions=[PersonModel.status.set("left")])
+    # When the job fires at 14:00
+    with tables_touched() as calls:
+        result = run(client, "send_report_reminders", at_campus_time(14, 5))
+    # Then everyone active who has not filed gets one reminder, and nobody else
+    parts = queued_notifications()
+    reminded = {u for p in parts for u in p["recipients"]}
+    assert reminded == CAST - {"s001", "s002", "t001", "s020"}
+    assert result["reminded"] == len(reminded) and result["slots"] == ["reminder@14:00"]
+    assert {p["key"] for p in parts} == {f"health-reminder:{DAY}:1400"}
+    # without a Scan, and without touching the reports table
+    assert not [c for c in calls if c[0] == "Scan"]
+    assert not [c for c in calls if c[1].endswith("health_reports")]
+    # And a second run in the same slot sends nothing again
+    assert run(client, "send_report_reminders", at_campus_time(14, 10))["reminded"] == 0
+    assert queued_notifications() == []
+
+
+@pytest.mark.parametrize(("hour", "minute"), [(13, 59), (14, 50), (11, 0)])
+def test_outside_a_slot_nobody_is_reminded(client: Client, tokens: Tokens, hour: int, minute: int) -> None:
+    assert run(client, "send_report_reminders", at_campus_time(hour, minute))["reminded"] == 0
+    assert queued_notifications() == []
+
+
+def test_the_opening_notice_and_the_reminder_are_separate_slots(client: Client, tokens: Tokens) -> None:
+    first = run(client, "send_report_reminders", at_campus_time(8, 5))
+    second = run(client, "send_report_reminders", at_campus_time(14, 5))
+    assert first["slots"] == ["reminder@08:00"] and second["slots"] == ["reminder@14:00"]
+    assert {p["key"] for p in queued_notifications()} == {f"health-reminder:{DAY}:0800", f"health-reminder:{DAY}:1400"}
+
+
+def test_reminder_times_are_settings(client: Client, tokens: Tokens, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTH_REMINDER_TIMES", "09:30,17:45")
+    assert run(client, "send_report_reminders", at_campus_time(14))["slots"] == []
+    assert run(client, "send_report_reminders", at_campus_time(9, 31))["slots"] == ["reminder@09:30"]
+    assert run(client, "send_report_reminders", at_campus_time(17, 50))["slots"] == ["reminder@17:45"]
+
+
+def test_at_16_00_each_counselor_gets_their_students_still_missing(client: Client, tokens: Tokens) -> None:
+    result = run(client, "send_report_reminders", at_campus_time(16, 5))
+    assert result["digests"] == 3
+    parts = {p["key"]: p for p in queued_notifications()}
+    cs2001 = parts[f"health-missing:{DAY}:cs2001"]
+    assert cs2001["recipients"] == ["fdy01"]
+    assert "共8人" in cs2001["body"]  # s003-s010
+    assert parts[f"health-missing:{DAY}:fl2001"]["recipients"] == ["fdy02"]
+    assert all(p["key"].startswith("health-missing:") for p in parts.values())
+
+
+def test_at_20_00_leaders_and_heads_get_figures_and_no_individual(client: Client, tokens: Tokens) -> None:
+    result = run(client, "send_daily_health_summary", at_campus_time(20, 5))
+    parts = {p["key"]: p for p in queued_notifications()}
+    leader = parts[f"health-summary:{DAY}"]
+    assert leader["recipients"] == ["leader01"]
+    assert "应报34人，已报3人" in leader["body"] and "异常1人" in leader["body"]
+    head = parts[f"health-summary:{DAY}:cs"]
+    assert head["recipients"] == ["dean01"] and "cs2001" in head["body"]
+    for part in parts.values():
+        assert "s002" not in part["body"] and "38.1" not in part["body"]
+    assert result["summaries"] == 2
+    assert run(client, "send_daily_health_summary", at_campus_time(20, 12))["summaries"] == 0
+
+
+def test_reminders_go_out_in_parts_of_at_most_1000(client: Client) -> None:
+    with time_machine.travel(MORNING, tick=True):
+        open_campus(client)
+        load_demo_campus(DirectoryRepository(), size=2100)
+    run(client, "send_report_reminders", at_campus_time(14, 5))
+    parts = queued_notifications()
+    people = [u for p in parts for u in p["recipients"]]
+    assert len(parts) == 3 and max(len(p["recipients"]) for p in parts) <= MAX_TOUSER
+    assert len(people) == len(set(people)) == len(CAST) + len(generate_population(2100)[0])

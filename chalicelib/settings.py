@@ -20,7 +20,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from chalicelib import __version__
 
 Stage = Literal["local", "dev", "prod"]
-_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 _TIMES = r"^([01][0-9]|2[0-3]):[0-5][0-9](,([01][0-9]|2[0-3]):[0-5][0-9])*$"
 
 
@@ -78,13 +77,15 @@ class Settings(BaseSettings):
 
     # Daily health report (每日健康填报). Times are HH:MM in the campus time zone.
     # A day's report can be filed and corrected until the cutoff; later it is closed (409).
-    health_report_cutoff: str = Field("20:00", pattern=_TIME)
+    # Empty: open until midnight.
+    health_report_cutoff: str = Field("20:00", pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9])?$")
     # Abnormal when the temperature is at least this, the code has one of these colours, or one
     # of these flags is set (any symptom always counts).
     health_fever_from: Decimal = Field(Decimal("37.3"), ge=Decimal("36.0"), le=Decimal("40.0"), decimal_places=1)
     health_abnormal_codes: str = Field("yellow,red", pattern=r"^((green|yellow|red)(,(green|yellow|red))*)?$")
-    health_abnormal_flags: str = Field("close_contact,risk_area,quarantined",
-                                       pattern=r"^((close_contact|risk_area|quarantined),?)*$")
+    health_abnormal_flags: str = Field(
+        "close_contact,risk_area,quarantined",
+        pattern=r"^((close_contact|risk_area|quarantined)(,(close_contact|risk_area|quarantined))*)?$")
     # The version of the consent text for processing health data; a new version asks everyone again.
     health_consent_version: str = Field("2026-09", pattern=r"^[A-Za-z0-9._-]{1,32}$")
     # Reports expire (DynamoDB TTL) this many days after their day.
@@ -99,6 +100,11 @@ class Settings(BaseSettings):
                                        pattern=r"^(staff|student|third_party)(,(staff|student|third_party))*$")
     # Where a case's WeCom message links (the H5 page of the case), with ``{case_id}`` in it.
     health_case_link_template: str | None = Field(None, pattern=r"^https://\S*\{case_id\}\S*$")
+    # Figures-only callers (leaders) see no abnormal count of a department or class this small.
+    health_min_cell: int = Field(5, ge=1, le=100)
+    # Health data at rest: base64 of 32 random bytes sealing answers, reasons and case notes
+    # (kept apart from ID_CARD_KEY, so either can be rotated or withheld alone).
+    health_data_key: SecretStr | None = None
     # The H5 page of the daily report, linked from reminders.
     health_page_url: str | None = Field(None, pattern=r"^https://\S+$")
 

@@ -138,7 +138,8 @@ def health_store() -> HealthRepository:
 
 def campus_clock() -> CampusClock:
     settings = get_settings()
-    return CampusClock(settings.tz, parse_times(settings.health_report_cutoff)[0])
+    cutoff = parse_times(settings.health_report_cutoff)
+    return CampusClock(settings.tz, cutoff[0] if cutoff else None)
 
 
 def campus_today() -> date:
@@ -155,14 +156,14 @@ def health_rules() -> HealthRules:
 def health_desk() -> HealthDesk:
     """Filing and reading reports, wired to the tables, the alerts queue and the real clock."""
     settings = get_settings()
-    return HealthDesk(store=health_store(), consents=directory(), sealer=protector(), audit=audit(),
+    return HealthDesk(store=health_store(), consents=directory(), sealer=health_sealer(), audit=audit(),
                       rules=health_rules(), campus=campus_clock(), consent_version=settings.health_consent_version,
                       retention_days=settings.health_retention_days, queue_alert=queue_health_alert, clock=_utc_now)
 
 
 def health_cases() -> HealthCases:
-    return HealthCases(store=health_store(), people=directory(), sealer=protector(), notify=notifier(),
-                       audit=audit(), open_report=health_desk().open, link=_case_link, clock=_utc_now)
+    return HealthCases(store=health_store(), people=directory(), sealer=health_sealer(), notify=notifier(),
+                       audit=audit(), open_report=health_desk().open, link=_case_link, claims=kv(), clock=_utc_now)
 
 
 def health_stats() -> HealthStats:
@@ -173,7 +174,12 @@ def health_stats() -> HealthStats:
                        reminder_times=parse_times(settings.health_reminder_times),
                        digest_times=parse_times(settings.health_missing_digest_time),
                        summary_times=parse_times(settings.health_summary_time),
-                       page_url=settings.health_page_url, clock=_utc_now)
+                       page_url=settings.health_page_url, retention_days=settings.health_retention_days,
+                       min_cell=settings.health_min_cell, clock=_utc_now)
+
+
+def health_sealer() -> FieldProtector:
+    return _protector(get_settings().secret("health_data_key"))
 
 
 def queue_health_alert(userid: str, day: str, version: int) -> None:

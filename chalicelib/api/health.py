@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -109,9 +110,14 @@ class PrefillView(BaseModel):
     answers: dict[str, Any] = Field(description="Reusable answers (the pledge is given afresh)")
 
 
+# Dates a query may name: wide enough for any campus record, narrow enough to count days over.
+CampusDate = Annotated[date, Field(ge=date(2000, 1, 1), le=date(2099, 12, 31))]
+CASE_ID = r"^hc\d{8}[0-9a-f]{16}$"
+
+
 class PeriodQuery(RequestModel):
-    from_: date = Field(alias="from")
-    to: date
+    from_: CampusDate = Field(alias="from")
+    to: CampusDate
 
 
 class ReportList(BaseModel):
@@ -170,7 +176,7 @@ class CaseEventBody(RequestModel):
 
 
 class ScopeQuery(RequestModel):
-    day: date | None = Field(None, alias="date", description="Campus day (default today)")
+    day: CampusDate | None = Field(None, alias="date", description="Campus day (default today)")
     department: ShortId | None = None
     class_: ShortId | None = Field(None, alias="class")
 
@@ -178,9 +184,8 @@ class ScopeQuery(RequestModel):
         return Filter(self.department, self.class_)
 
 
-class MissingQuery(ScopeQuery):
-    limit: int = Field(200, ge=1, le=1000)
-    next: str | None = Field(None, max_length=400, pattern=r"^[A-Za-z0-9_-]+$")
+class MissingQuery(ScopeQuery, PageQuery):
+    """Paged by userid: ``next`` continues after the last person of the previous page."""
 
 
 class FiguresView(BaseModel):
@@ -188,7 +193,8 @@ class FiguresView(BaseModel):
     reported: int
     missing: int
     completion_rate: float = Field(description="reported / expected, 0-1")
-    abnormal: int
+    abnormal: int | None = Field(description="null: hidden, a group too small to show without singling "
+                                             "someone out (figures-only callers)")
 
     @classmethod
     def of(cls, figures: DayFigures) -> FiguresView:
@@ -236,8 +242,8 @@ class AbnormalView(BaseModel):
 
 
 class TrendQuery(RequestModel):
-    from_: date = Field(alias="from")
-    to: date
+    from_: CampusDate = Field(alias="from")
+    to: CampusDate
     department: ShortId | None = None
     class_: ShortId | None = Field(None, alias="class")
 
@@ -295,6 +301,8 @@ def submit_health_report(body: HealthAnswers, actor: Actor) -> Response:
     ``consent_required``; bad answers 400 with a reason per field. An abnormal report alerts the
     hospital and the people responsible for the person within seconds."""
     filing = deps.health_desk().file(actor, body)
+    if filing.alert_deferred:
+        logger.warning("health alert not queued; the sweep will", extra={"version": filing.report.version})
     view = FilingView(**ReportView.of(filing.report).model_dump(), outcome=filing.outcome,
                       earlier_versions=filing.history)
     return json_response(view.model_dump(mode="json"), 201 if filing.outcome == "created" else 200)
@@ -334,15 +342,22 @@ def list_health_cases(query: CasesQuery, actor: Actor) -> CasePage:
 @area.route("/health/cases/{case_id}", "GET", summary="A health case in my scope (audited)", policy=ANYONE,
             response=CaseView, errors=(NotFound,))
 def get_health_case(case_id: str, actor: Actor) -> CaseView:
+    _check_case_id(case_id)
     return CaseView.of(deps.health_cases().get(actor, case_id))
 
 
 @area.route("/health/cases/{case_id}/events", "POST", summary="Record what the hospital did (hospital)",
-            policy=HOSPITAL, body=CaseEventBody, response=CaseView, status=201, errors=(NotFound, Conflict))
+            policy=HOSPITAL, body=CaseEventBody, response=CaseView, status=201, errors=(NotFound, Conflict, Forbidden))
 def add_health_case_event(case_id: str, body: CaseEventBody, actor: Actor) -> CaseView:
     """``observing``, ``isolated``, ``referred`` or ``cleared`` (closes the case), with a note;
-    the same circle as the alert is told. 409 on a closed case."""
+    the same circle as the alert is told. 409 on a closed case; 403 on one's own."""
+    _check_case_id(case_id)
     return CaseView.of(deps.health_cases().add_event(actor, case_id, body.status, body.note))
+
+
+def _check_case_id(case_id: str) -> None:
+    if not re.fullmatch(CASE_ID, case_id):
+        raise NotFound("No such case in your scope.")
 
 
 # -- statistics ---------------------------------------------------------------------------------
@@ -359,13 +374,13 @@ def get_health_overview(query: ScopeQuery, actor: Actor) -> OverviewView:
 def list_missing_reports(query: MissingQuery, actor: Actor) -> MissingView:
     day = query.day or _today()
     people = deps.health_stats().missing(actor, day, query.filter())
-    start = int(PageQuery(next=query.next).position() or 0) if query.next else 0
-    page = people[start:start + query.limit]
-    following = start + query.limit if start + query.limit < len(people) else None
+    after = query.position()
+    rest = [p for p in people if after is None or p.userid > after]
+    page = rest[:query.limit]
     return MissingView(date=day.isoformat(), count=len(people),
                        items=[PersonItem(userid=p.userid, name=p.name, person_type=p.person_type,
                                          department=p.department, class_id=p.class_id) for p in page],
-                       next=cursor(str(following)) if following else None)
+                       next=cursor(page[-1].userid) if len(rest) > query.limit else None)
 
 
 @area.route("/health/abnormal", "GET", summary="Abnormal reports of a day in my scope (audited)", policy=ANYONE,

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,25 +100,35 @@ class AuditRepository:
              after: str | None = None) -> tuple[list[AuditEvent], str | None]:
         """One page of events, newest first: of a subject, else of an actor, else of a campus day.
 
-        ``after`` is the position returned with the previous page (an opaque JSON key).
+        ``after`` is the position returned with the previous page (``<event id> <subject>``); the
+        start key is rebuilt from it and the current filter, so a position from another filter or
+        a forged one only moves the start, never breaks the query.
+
+        Raises:
+            Invalid: ``after`` is not a position this method returns.
         """
-        try:
-            start = json.loads(after) if after else None
-            allowed = {"subject", "event_id", "actor", "day"}
-            if start is not None and not (isinstance(start, dict) and set(start) <= allowed and all(
-                    isinstance(v, dict) and list(v) == ["S"] and isinstance(v["S"], str) for v in start.values())):
-                raise ValueError("not a key")
-        except ValueError:
-            raise Invalid("The cursor is not one we handed out.", {"next": "unknown cursor"}) from None
+        start = None
+        if after is not None:
+            event_id, _, after_subject = after.partition(" ")
+            if not _EVENT_ID.fullmatch(event_id) or not after_subject or len(after_subject) > 200:
+                raise Invalid("The cursor is not one we handed out.", {"next": "unknown cursor"})
+            start = {"subject": {"S": after_subject}, "event_id": {"S": event_id}}
         if subject is not None:
-            rows = AuditModel.query(subject, scan_index_forward=False, limit=limit, last_evaluated_key=start)
+            rows = AuditModel.query(subject, scan_index_forward=False, limit=limit,
+                                    last_evaluated_key=start and {**start, "subject": {"S": subject}})
         elif actor is not None:
-            rows = AuditModel.by_actor.query(actor, scan_index_forward=False, limit=limit, last_evaluated_key=start)
+            rows = AuditModel.by_actor.query(actor, scan_index_forward=False, limit=limit,
+                                             last_evaluated_key=start and {**start, "actor": {"S": actor}})
         else:
-            rows = AuditModel.by_day.query(day, scan_index_forward=False, limit=limit, last_evaluated_key=start)
-        events = [_event(m) for m in rows]
+            rows = AuditModel.by_day.query(day, scan_index_forward=False, limit=limit,
+                                           last_evaluated_key=start and {**start, "day": {"S": day}})
+        models = list(rows)
         following = rows.last_evaluated_key
-        return events, json.dumps(following, sort_keys=True) if following and len(events) == limit else None
+        position = f"{models[-1].event_id} {models[-1].subject}" if following and len(models) == limit else None
+        return [_event(m) for m in models], position
+
+
+_EVENT_ID = re.compile(r"\d{4}-\d{2}-\d{2}T[\d:.]+\+00:00#[0-9a-f]{12}")
 
 
 def _event(model: AuditModel) -> AuditEvent:

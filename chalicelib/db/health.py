@@ -10,12 +10,13 @@ Access patterns and the keys that serve them (no Scan anywhere):
 * the counters of a day, per unit                -> ``health_days``, hash ``day``, range unit key
 * a case                                         -> ``health_cases``, hash ``case_id``
 * open (or closed) cases, oldest first           -> GSI ``by_state``
-* the open case of a person                      -> GSI ``by_open_person``: sparse, open cases only
+* the open case of a person                      -> a pointer in the ``kv`` table (one per person)
 
-Counters are idempotent: a unit's row holds the set of people counted (``reporters``, and
-``abnormal_ids``) next to the numbers, and every increment is conditional on the person not being
-in the set yet. A retried filing, or a filing repaired after a crash between the report and its
-count, never counts anyone twice; a dashboard reads one partition per day.
+Counters are idempotent and ordered: a unit's row holds the people counted (``reporters``,
+``abnormal_ids``) and, per person, the report version counted; every change is conditional on that
+version. A retried filing never counts anyone twice, a late count of a superseded version changes
+nothing, and the evening reconciliation (``HealthStats.reconcile``) repairs a count lost to a
+crash between a report and its count. A dashboard reads one partition per day.
 
 Reports expire through DynamoDB's TTL (``expires_at``) after the retention period; TTL deletes
 lazily (up to days later), so readers also drop expired items themselves.
@@ -24,6 +25,7 @@ lazily (up to days later), so readers also drop expired items themselves.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from pynamodb.attributes import (
@@ -35,20 +37,28 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
 )
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
+from pynamodb.expressions.operand import Path, Value
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from chalicelib.db.base import TableMeta, TableName
 from chalicelib.domain.health import DayFigures, StoredCase, StoredReport, Unit
+from chalicelib.errors import Conflict
 
 ROSTER_ROW = "~roster"  # the day row saying expected counts were taken (sorts after every unit)
+SEEN = "v#"  # prefix of the per-person attributes of a day row: the version counted
 
 
 # -- reports ------------------------------------------------------------------------------------
+# What lists and exports read of a report: not its history of earlier versions.
+_LISTED = ["version", "sealed", "abnormal", "filed_at", "updated_at", "expires_at", "department", "class_id",
+           "person_type", "alert_pending"]
+
+
 class ByUnitDay(GlobalSecondaryIndex["HealthReportModel"]):
     class Meta:
         index_name = "by_unit_day"
-        projection = AllProjection()
+        projection = IncludeProjection(_LISTED)
 
     unit_day = UnicodeAttribute(hash_key=True)
     userid = UnicodeAttribute(range_key=True)
@@ -57,7 +67,7 @@ class ByUnitDay(GlobalSecondaryIndex["HealthReportModel"]):
 class ByAbnormalDay(GlobalSecondaryIndex["HealthReportModel"]):
     class Meta:
         index_name = "by_abnormal_day"
-        projection = AllProjection()
+        projection = IncludeProjection(_LISTED)
 
     abnormal_day = UnicodeAttribute(hash_key=True)
     userid = UnicodeAttribute(range_key=True)
@@ -130,6 +140,8 @@ class HealthDayModel(Model):
     reporters = UnicodeSetAttribute(default=set)
     abnormal_ids = UnicodeSetAttribute(default=set)
     taken_at = UnicodeAttribute(null=True)  # on ROSTER_ROW: when expected counts were taken
+    expires_at = TTLAttribute(null=True)  # with the day's reports
+    # and one attribute per person counted: ``v#<userid>`` = the report version counted
 
 
 # -- cases --------------------------------------------------------------------------------------
@@ -140,14 +152,6 @@ class ByState(GlobalSecondaryIndex["HealthCaseModel"]):
 
     state = UnicodeAttribute(hash_key=True)
     opened_at = UnicodeAttribute(range_key=True)
-
-
-class ByOpenPerson(GlobalSecondaryIndex["HealthCaseModel"]):
-    class Meta:
-        index_name = "by_open_person"
-        projection = KeysOnlyProjection()
-
-    open_for = UnicodeAttribute(hash_key=True)
 
 
 class HealthCaseModel(Model):
@@ -163,14 +167,13 @@ class HealthCaseModel(Model):
     state = UnicodeAttribute()  # open | closed
     opened_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
-    open_for = UnicodeAttribute(null=True)  # the person's userid while the case is open
     reports = ListAttribute(of=UnicodeAttribute, default=list)  # "<day>#v<version>" handled
     sealed_reports = ListAttribute(of=UnicodeAttribute, default=list)  # reasons of each, sealed
     events = ListAttribute(of=UnicodeAttribute, default=list)  # sealed JSON: at, actor, status, note
     version = NumberAttribute(default=1)
+    expires_at = TTLAttribute()  # the retention of its latest report
 
     by_state = ByState()
-    by_open_person = ByOpenPerson()
 
 
 def _case_model(case: StoredCase) -> HealthCaseModel:
@@ -178,8 +181,8 @@ def _case_model(case: StoredCase) -> HealthCaseModel:
         case_id=case.case_id, userid=case.userid, person_type=case.unit.person_type,
         department=case.unit.department, class_id=case.unit.class_id, status=case.status,
         state="open" if case.is_open else "closed", opened_at=case.opened_at, updated_at=case.updated_at,
-        open_for=case.userid if case.is_open else None, reports=list(case.reports),
-        sealed_reports=list(case.sealed_reports), events=list(case.events), version=case.version,
+        reports=list(case.reports), sealed_reports=list(case.sealed_reports), events=list(case.events),
+        version=case.version, expires_at=case.expires_at,
     )
 
 
@@ -189,7 +192,7 @@ def _case(model: HealthCaseModel) -> StoredCase:
         unit=Unit(model.department, model.class_id, model.person_type), status=model.status,
         opened_at=model.opened_at, updated_at=model.updated_at, reports=tuple(model.reports or ()),
         sealed_reports=tuple(model.sealed_reports or ()), events=tuple(model.events or ()),
-        version=int(model.version),
+        version=int(model.version), expires_at=model.expires_at,
     )
 
 
@@ -203,23 +206,11 @@ class HealthRepository:
     # -- reports --------------------------------------------------------------------------------
     def create_report(self, report: StoredReport) -> bool:
         """Store the first report of a person's day; ``False`` if one exists (nothing written)."""
-        try:
-            _report_model(report).save(condition=HealthReportModel.userid.does_not_exist())
-        except PutError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
+        return _save_if(_report_model(report), HealthReportModel.userid.does_not_exist())
 
     def replace_report(self, report: StoredReport, expected_version: int) -> bool:
         """Store a new version over ``expected_version``; ``False`` if it changed meanwhile."""
-        try:
-            _report_model(report).save(condition=HealthReportModel.version == expected_version)
-        except PutError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
+        return _save_if(_report_model(report), HealthReportModel.version == expected_version)
 
     def get_report(self, userid: str, day: str, *, consistent: bool = False) -> StoredReport | None:
         try:
@@ -253,47 +244,79 @@ class HealthRepository:
             "pending", HealthReportModel.updated_at < older_than)]
 
     # -- counters -------------------------------------------------------------------------------
-    def count(self, day: str, unit: Unit, userid: str, abnormal: bool) -> None:
-        """Make the day's counters hold ``userid`` as reported (and abnormal or not).
+    def count(self, day: str, unit: Unit, userid: str, abnormal: bool, version: int, expires_at: datetime) -> None:
+        """Make the day's counters hold ``userid`` as reported in ``version`` (abnormal or not).
 
-        One conditional UpdateItem in the common case; each change of a set and its number is
-        conditional on the set, so repeating this changes nothing.
+        The unit's row keeps, per person, the version last counted (attribute ``v#<userid>``), and
+        every change is conditional on it: a repeat changes nothing, and a late count of an older
+        version (a slow request losing a race with a correction) is ignored. The first count of a
+        person is one UpdateItem; a change of their abnormal state reads the row first.
+
+        Raises:
+            Conflict: the row kept changing under this person (retried by the caller's client).
         """
         row = HealthDayModel(day, unit.key)
-        reported = ([HealthDayModel.reporters.add({userid}), HealthDayModel.reported.add(1)],
-                    ~HealthDayModel.reporters.contains(userid))
+        seen = Path([f"{SEEN}{userid}"])
+        first = [seen.set(_number(version)), HealthDayModel.reporters.add({userid}), HealthDayModel.reported.add(1),
+                 HealthDayModel.expires_at.set(expires_at)]
         if abnormal:
-            flagged = ([HealthDayModel.abnormal_ids.add({userid}), HealthDayModel.abnormal.add(1)],
-                       ~HealthDayModel.abnormal_ids.contains(userid))
-        else:
-            flagged = ([HealthDayModel.abnormal_ids.delete({userid}), HealthDayModel.abnormal.add(-1)],
-                       HealthDayModel.abnormal_ids.contains(userid))
-        if abnormal:
-            # The usual first filing of an abnormal report: both in one call.
-            if _update_if(row, reported[0] + flagged[0], reported[1] & flagged[1]):
-                return
-        elif _update_if(row, reported[0], reported[1]):
+            first += [HealthDayModel.abnormal_ids.add({userid}), HealthDayModel.abnormal.add(1)]
+        if _update_if(row, first, seen.does_not_exist()):
             return
-        _update_if(row, *reported)
-        _update_if(row, *flagged)
+        for _ in range(5):
+            counted, was_abnormal = self._counted(day, unit, userid)
+            if counted is None:  # the row expired under us: start again
+                if _update_if(row, first, seen.does_not_exist()):
+                    return
+                continue
+            if counted >= version:
+                return
+            actions = [seen.set(_number(version))]
+            if abnormal and not was_abnormal:
+                actions += [HealthDayModel.abnormal_ids.add({userid}), HealthDayModel.abnormal.add(1)]
+            elif was_abnormal and not abnormal:
+                actions += [HealthDayModel.abnormal_ids.delete({userid}), HealthDayModel.abnormal.add(-1)]
+            if _update_if(row, actions, seen == _number(counted)):
+                return
+        raise Conflict("Today's counters are busy; try again.")
 
-    def day_units(self, day: str, *, with_people: bool = False) -> tuple[dict[Unit, DayFigures], dict[Unit, set[str]],
-                                                                          bool]:
-        """The counters of ``day``: figures per unit, the reporters per unit (``with_people``),
-        and whether expected counts were taken for the day."""
+    def _counted(self, day: str, unit: Unit, userid: str) -> tuple[int | None, bool]:
+        """(version counted, counted as abnormal) of a person in a unit's row, read consistently."""
+        # The whole row: a projection would have to name the attribute, and a userid may hold a dot.
+        item = HealthDayModel._get_connection().get_item(day, unit.key, consistent_read=True).get("Item", {})
+        counted = item.get(f"{SEEN}{userid}", {}).get("N")
+        return (int(counted) if counted is not None else None,
+                userid in item.get("abnormal_ids", {}).get("SS", ()))
+
+    def counted_people(self, day: str) -> dict[Unit, dict[str, tuple[int, bool]]]:
+        """Per unit, ``{userid: (version counted, abnormal)}`` of a day (the reconciliation job's view)."""
+        result: dict[Unit, dict[str, tuple[int, bool]]] = {}
+        connection = HealthDayModel._get_connection()
+        start = None
+        while True:
+            page = connection.query(day, consistent_read=True, exclusive_start_key=start)
+            for item in page.get("Items", []):
+                if item["unit"]["S"] == ROSTER_ROW:
+                    continue
+                flagged = set(item.get("abnormal_ids", {}).get("SS", ()))
+                result[Unit.parse(item["unit"]["S"])] = {
+                    name[len(SEEN):]: (int(value["N"]), name[len(SEEN):] in flagged)
+                    for name, value in item.items() if name.startswith(SEEN)}
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return result
+
+    def day_units(self, day: str) -> tuple[dict[Unit, DayFigures], bool]:
+        """The counters of ``day``: figures per unit, and whether expected counts were taken."""
         figures: dict[Unit, DayFigures] = {}
-        reporters: dict[Unit, set[str]] = {}
         taken = False
-        attributes = None if with_people else ["unit", "expected", "reported", "abnormal", "taken_at"]
-        for row in HealthDayModel.query(day, attributes_to_get=attributes):
+        for row in HealthDayModel.query(day, attributes_to_get=["unit", "expected", "reported", "abnormal"]):
             if row.unit == ROSTER_ROW:
                 taken = True
                 continue
-            unit = Unit.parse(row.unit)
-            figures[unit] = DayFigures(int(row.expected or 0), int(row.reported or 0), int(row.abnormal or 0))
-            if with_people:
-                reporters[unit] = set(row.reporters or ())
-        return figures, reporters, taken
+            figures[Unit.parse(row.unit)] = DayFigures(int(row.expected or 0), int(row.reported or 0),
+                                                       int(row.abnormal or 0))
+        return figures, taken
 
     def reporters(self, day: str, units: Sequence[Unit]) -> set[str]:
         """Everyone counted as reported on ``day`` in ``units`` (BatchGetItem of their rows)."""
@@ -303,15 +326,16 @@ class HealthRepository:
             found.update(row.reporters or ())
         return found
 
-    def set_expected(self, day: str, expected: dict[Unit, int], taken_at: str) -> None:
+    def set_expected(self, day: str, expected: dict[Unit, int], taken_at: str, expires_at: datetime) -> None:
         """Record how many people each unit expects on ``day`` (and units that expect none now)."""
-        known, _, _ = self.day_units(day)
+        known, _ = self.day_units(day)
         for unit in sorted(set(expected) | set(known)):
             count = expected.get(unit, 0)
             if unit in known and known[unit].expected == count:
                 continue
-            HealthDayModel(day, unit.key).update(actions=[HealthDayModel.expected.set(count)])
-        HealthDayModel(day, ROSTER_ROW, taken_at=taken_at).save()
+            HealthDayModel(day, unit.key).update(actions=[HealthDayModel.expected.set(count),
+                                                          HealthDayModel.expires_at.set(expires_at)])
+        HealthDayModel(day, ROSTER_ROW, taken_at=taken_at, expires_at=expires_at).save()
 
     # -- cases ----------------------------------------------------------------------------------
     def get_case(self, case_id: str, *, consistent: bool = True) -> StoredCase | None:
@@ -320,31 +344,11 @@ class HealthRepository:
         except DoesNotExist:
             return None
 
-    def open_case_of(self, userid: str) -> StoredCase | None:
-        """The person's open case (the index is eventually consistent: the case is re-read)."""
-        for row in HealthCaseModel.by_open_person.query(userid):
-            case = self.get_case(row.case_id)
-            if case is not None and case.is_open:
-                return case
-        return None
-
     def create_case(self, case: StoredCase) -> bool:
-        try:
-            _case_model(case).save(condition=HealthCaseModel.case_id.does_not_exist())
-        except PutError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
+        return _save_if(_case_model(case), HealthCaseModel.case_id.does_not_exist())
 
     def save_case(self, case: StoredCase, expected_version: int) -> bool:
-        try:
-            _case_model(case).save(condition=HealthCaseModel.version == expected_version)
-        except PutError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
+        return _save_if(_case_model(case), HealthCaseModel.version == expected_version)
 
     def cases(self, state: str, *, after: str | None = None) -> Iterator[StoredCase]:
         """Cases of a state, oldest first, from after the ``opened_at#case_id`` position."""
@@ -353,6 +357,21 @@ class HealthRepository:
             if after is not None and f"{model.opened_at}#{model.case_id}" <= after:
                 continue
             yield _case(model)
+
+
+def _number(value: int) -> Value:
+    return Value(value, attribute=NumberAttribute())
+
+
+def _save_if(item: Model, condition: Any) -> bool:
+    """Put ``item`` if ``condition`` holds; ``False`` (nothing written) if it does not."""
+    try:
+        item.save(condition=condition)
+    except PutError as exc:
+        if _conditional_failed(exc):
+            return False
+        raise
+    return True
 
 
 def _update_if(row: HealthDayModel, actions: Sequence[Any], condition: Any) -> bool:

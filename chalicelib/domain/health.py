@@ -162,16 +162,19 @@ class CampusClock:
     """Calendar days and times of day counted in the campus time zone."""
 
     tz: ZoneInfo
-    cutoff: time  # a day's report can be filed or corrected until this local time
+    cutoff: time | None  # a day's report can be filed or corrected until this local time (None: midnight)
 
     def day(self, now: datetime) -> date:
         return now.astimezone(self.tz).date()
 
-    def local(self, now: datetime) -> datetime:
-        return now.astimezone(self.tz)
-
     def cutoff_of(self, day: date) -> datetime:
+        if self.cutoff is None:
+            return datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.tz)
         return datetime.combine(day, self.cutoff, tzinfo=self.tz)
+
+    @property
+    def cutoff_text(self) -> str:
+        return self.cutoff.strftime("%H:%M") if self.cutoff else "24:00"
 
     def is_open(self, now: datetime) -> bool:
         return now.astimezone(self.tz) < self.cutoff_of(self.day(now))
@@ -256,6 +259,7 @@ class StoredCase:
     sealed_reports: tuple[str, ...]
     events: tuple[str, ...]
     version: int
+    expires_at: datetime  # kept as long as the reports it holds
 
     @property
     def is_open(self) -> bool:
@@ -372,16 +376,17 @@ def reason_labels(reasons: Iterable[str]) -> str:
 
 @dataclass
 class DayFigures:
-    """Counts of one unit (or a sum of units) on a day."""
+    """Counts of one unit (or a sum of units) on a day. ``abnormal`` is None where it is hidden
+    (a group too small to show a figures-only caller)."""
 
     expected: int = 0
     reported: int = 0
-    abnormal: int = 0
+    abnormal: int | None = 0
 
     def add(self, other: DayFigures) -> None:
         self.expected += other.expected
         self.reported += other.reported
-        self.abnormal += other.abnormal
+        self.abnormal = (self.abnormal or 0) + (other.abnormal or 0)
 
     @property
     def completion(self) -> float:
@@ -399,6 +404,16 @@ class Breakdown:
     total: DayFigures = field(default_factory=DayFigures)
     departments: dict[str, DayFigures] = field(default_factory=dict)
     classes: dict[str, DayFigures] = field(default_factory=dict)
+
+    def hide_small(self, min_cell: int) -> Breakdown:
+        """A copy where departments and classes of fewer than ``min_cell`` expected people show no
+        abnormal count (a leader must not be able to tell who it is)."""
+        def hidden(figures: DayFigures) -> DayFigures:
+            small = figures.expected < min_cell
+            return DayFigures(figures.expected, figures.reported, None if small else figures.abnormal)
+
+        return Breakdown(total=self.total, departments={d: hidden(f) for d, f in self.departments.items()},
+                         classes={c: hidden(f) for c, f in self.classes.items()})
 
     def add(self, unit: Unit, figures: DayFigures) -> None:
         self.total.add(figures)

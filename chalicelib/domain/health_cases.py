@@ -20,11 +20,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chalicelib.domain.access import Actor, Subject
-from chalicelib.domain.health import REASONS, HealthScope, StoredCase, alert_circle, reason_labels, scope_of
+from chalicelib.domain.health import HealthScope, StoredCase, alert_circle, reason_labels, scope_of
 from chalicelib.domain.notifications import Notification
-from chalicelib.errors import Conflict, NotFound
+from chalicelib.errors import Conflict, Forbidden, NotFound
 
-CASE_FIELD = "health_case"
+OPEN_CASE_DAYS = 400  # how long the "open case of a person" pointer lives without a clearance
+
+
+def case_field(userid: str) -> str:
+    """The associated data a case's reasons and notes are sealed under (bound to the person)."""
+    return f"health_case:{userid}"
 STATUS_NAMES = {"reported": "已上报", "observing": "医学观察", "isolated": "隔离", "referred": "转诊",
                 "cleared": "解除"}
 
@@ -77,13 +82,15 @@ class HealthCases:
 
     Collaborators: ``store`` (reports and cases), ``people`` (the directory: names and holders of
     authorities), ``sealer``, ``notify`` (enqueue a :class:`Notification`), ``audit``,
-    ``open_report`` (opens a stored report), ``link`` (the H5 page of a case), ``clock``.
+    ``open_report`` (opens a stored report), ``link`` (the H5 page of a case), ``claims`` (the kv
+    store: the pointer to a person's open case), ``clock``.
     """
 
     def __init__(self, *, store: Any, people: Any, sealer: Any, notify: Callable[[Notification], int], audit: Any,
-                 open_report: Callable[[Any], Any], link: Callable[[str], str | None],
+                 open_report: Callable[[Any], Any], link: Callable[[str], str | None], claims: Any,
                  clock: Callable[[], datetime]) -> None:
         self.store = store
+        self.claims = claims
         self.people = people
         self.sealer = sealer
         self.notify = notify
@@ -110,28 +117,31 @@ class HealthCases:
             return "normal"
         report = self.open_report(stored)
         mark = f"{day}#v{version}"
-        sealed_reasons = self.sealer.seal(CASE_FIELD, json.dumps(
+        sealed_reasons = self.sealer.seal(case_field(userid), json.dumps(
             {"day": day, "version": version, "reasons": list(report.reasons)}, ensure_ascii=False))
         stamp = _iso(now)
-        case = self.store.open_case_of(userid)
+        expires = stored.expires_at
         for _ in range(5):
+            case_id = self._open_case_id(userid, case_id_for(userid, day, version))
+            case = self.store.get_case(case_id)
             if case is None:
-                fresh = StoredCase(case_id=case_id_for(userid, day, version), userid=userid, unit=stored.unit,
-                                   status="reported", opened_at=stamp, updated_at=stamp, reports=(mark,),
-                                   sealed_reports=(sealed_reasons,), events=(), version=1)
+                fresh = StoredCase(case_id=case_id, userid=userid, unit=stored.unit, status="reported",
+                                   opened_at=stamp, updated_at=stamp, reports=(mark,), sealed_reports=(sealed_reasons,),
+                                   events=(), version=1, expires_at=expires)
                 if self.store.create_case(fresh):
                     case = fresh
                     break
-                case = self.store.get_case(fresh.case_id)  # another delivery opened it
-                continue
-            if mark in case.reports:
+                continue  # another delivery opened it: read it again
+            if mark in case.reports:  # handled already (a redelivery): tell again, harmlessly
                 break
+            if not case.is_open:  # cleared meanwhile: this report opens a new case
+                self._release(userid, case_id)
+                continue
             updated = replace(case, reports=(*case.reports, mark), sealed_reports=(*case.sealed_reports, sealed_reasons),
-                              updated_at=stamp, version=case.version + 1)
+                              updated_at=stamp, version=case.version + 1, expires_at=max(case.expires_at, expires))
             if self.store.save_case(updated, case.version):
                 case = updated
                 break
-            case = self.store.get_case(case.case_id)
         else:
             raise Conflict("The case kept changing while the alert was added; retried by the queue.")
         person = self.people.get_person(userid)
@@ -141,6 +151,20 @@ class HealthCases:
                    f"{name}（{where}）{day}健康填报异常：{reason_labels(report.reasons)}。"
                    "请校医院、人事处/学工部及相关负责人及时联系处置。")
         return "alerted"
+
+    def _open_case_id(self, userid: str, proposed: str) -> str:
+        """The id of the person's open case: the one a pointer names, else ``proposed`` (claimed
+        now). The pointer makes "one open case per person" hold for concurrent alerts, which the
+        eventually consistent indexes could not."""
+        key = f"health-open-case:{userid}"
+        if self.claims.claim(key, OPEN_CASE_DAYS * 86400, proposed):
+            return proposed
+        return self.claims.get(key) or proposed
+
+    def _release(self, userid: str, case_id: str) -> None:
+        key = f"health-open-case:{userid}"
+        if self.claims.get(key) == case_id:
+            self.claims.release(key)
 
     def _tell(self, case: StoredCase, key: str, title: str, body: str) -> int:
         subject = Subject(case.userid, case.unit.person_type, case.unit.department, case.unit.class_id)
@@ -170,16 +194,21 @@ class HealthCases:
         case = self.store.get_case(case_id)
         if case is None:
             raise NotFound("No such case.")
+        if case.userid == actor.userid:
+            raise Forbidden("Your own case is handled by a colleague.")
         if not case.is_open:
             raise Conflict("This case is closed; a new abnormal report opens a new one.")
         stamp = _iso(self.clock())
-        event = self.sealer.seal(CASE_FIELD, json.dumps({"at": stamp, "actor": actor.userid, "status": status,
-                                                         "note": note}, ensure_ascii=False))
+        event = self.sealer.seal(case_field(case.userid), json.dumps(
+            {"at": stamp, "actor": actor.userid, "status": status, "note": note}, ensure_ascii=False))
         updated = replace(case, status=status, events=(*case.events, event), updated_at=stamp, version=case.version + 1)
         if not self.store.save_case(updated, case.version):
             raise Conflict("The case changed meanwhile; reload it and try again.")
+        if not updated.is_open:
+            self._release(case.userid, case_id)
+        # The audit names the case, not what happened in it (the IT centre reads the trail).
         self.audit.record(subject=f"person#{case.userid}", actor=actor.userid, action="health.case.event",
-                          detail={"case_id": case_id, "status": status})
+                          detail={"case_id": case_id})
         person = self.people.get_person(case.userid)
         name = person.name if person else case.userid
         self._tell(updated, f"health-case:{case_id}:e{len(updated.events)}", "健康个案进展",
@@ -208,6 +237,8 @@ class HealthCases:
         Returns the page and the position to continue from (``None`` at the end).
         """
         scope: HealthScope = scope_of(actor)
+        if not scope.people:
+            return [], None
         page: list[StoredCase] = []
         position = None
         for case in self.store.cases(state, after=after):
@@ -226,11 +257,11 @@ class HealthCases:
     def _open(self, case: StoredCase, people: dict[str, Any]) -> Case:
         reports = []
         for token in case.sealed_reports:
-            data = json.loads(self.sealer.open(CASE_FIELD, token))
+            data = json.loads(self.sealer.open(case_field(case.userid), token))
             reports.append(CaseReport(data["day"], int(data["version"]), tuple(data["reasons"])))
         events = []
         for token in case.events:
-            data = json.loads(self.sealer.open(CASE_FIELD, token))
+            data = json.loads(self.sealer.open(case_field(case.userid), token))
             events.append(CaseEvent(data["at"], data["actor"], data["status"], data["note"]))
         person = people.get(case.userid)
         return Case(case_id=case.case_id, userid=case.userid, name=person.name if person else case.userid,
@@ -260,4 +291,3 @@ def _iso(now: datetime) -> str:
     return now.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
-__all__ = ["REASONS", "Case", "CaseEvent", "CaseReport", "HealthCases", "audit_reads", "case_id_for"]

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from chalicelib.domain.access import Actor
 from chalicelib.domain.health import MAX_VERSIONS, CampusClock, HealthAnswers, HealthRules, StoredReport, Unit
-from chalicelib.errors import ConsentRequired, Conflict, Invalid, NotFound
+from chalicelib.errors import ConsentRequired, Conflict, Invalid
 
 
 class Sealer(Protocol):
@@ -40,7 +40,10 @@ class AuditLog(Protocol):
     def record(self, *, subject: str, actor: str, action: str, detail: dict[str, Any] | None = None) -> None: ...
 
 
-SEALED_FIELD = "health_report"
+def sealed_field(userid: str, day: str) -> str:
+    """The associated data a report is sealed under: its ciphertext opens only as this person's
+    report of this day (it cannot be moved to another item)."""
+    return f"health_report:{userid}:{day}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Filing:
     report: Report
     outcome: str
     history: int  # earlier versions kept
+    alert_deferred: bool = False  # the alert could not be queued now: the sweep job will
 
 
 @dataclass(frozen=True)
@@ -140,37 +144,39 @@ class HealthDesk:
             raise ConsentRequired("Consent to the processing of your health data first (POST /health/consent).")
         now = self.clock()
         if not self.campus.is_open(now):
-            raise Conflict(f"Today's report closed at {self.campus.cutoff.strftime('%H:%M')}.")
+            raise Conflict(f"Today's report closed at {self.campus.cutoff_text}.")
         day = self.campus.day(now).isoformat()
         reasons = self.rules.assess(answers)
         stored_answers = answers.stored()
-        unit = Unit.of(actor)
         stamp = _iso(now)
-        fresh = self._stored(actor.userid, day, 1, stored_answers, reasons, stamp, stamp, unit, ())
+        fresh = self._stored(actor.userid, day, 1, stored_answers, reasons, stamp, stamp, Unit.of(actor), ())
         if self.store.create_report(fresh):
-            return self._after_write(fresh, reasons, "created", 0)
+            return self._after_write(fresh, "created", 0, alert=fresh.abnormal)
         for _ in range(5):  # lost races with concurrent corrections of the same day: read again
             before = self.store.get_report(actor.userid, day, consistent=True)
             if before is None:  # expired meanwhile: impossible within a day, but never lose a report
                 if self.store.create_report(fresh):
-                    return self._after_write(fresh, reasons, "created", 0)
+                    return self._after_write(fresh, "created", 0, alert=fresh.abnormal)
                 continue
             previous = self.open(before)
             if previous.answers == stored_answers:
-                return self._after_write(before, reasons, "unchanged", len(before.history))
+                return self._after_write(before, "unchanged", len(before.history), alert=before.alert_pending)
             if before.version >= MAX_VERSIONS:
                 raise Conflict(f"Today's report was already corrected {MAX_VERSIONS - 1} times; "
                                "ask your counselor or the hospital to note further changes.")
             history = (*before.history, before.sealed)
+            # Counted where it was first counted, even if the person changed class since.
             after = self._stored(actor.userid, day, before.version + 1, stored_answers, reasons, before.filed_at,
-                                 stamp, unit, history)
+                                 stamp, before.unit, history)
             if self.store.replace_report(after, before.version):
-                return self._after_write(after, reasons, "corrected", len(history))
+                # The circle hears again only when the reasons change (or the last alert is still due).
+                alert = bool(reasons) and (reasons != previous.reasons or before.alert_pending)
+                return self._after_write(after, "corrected", len(history), alert=alert)
         raise Conflict("Today's report is being changed by another request; try again.")
 
     def _stored(self, userid: str, day: str, version: int, answers: dict[str, Any], reasons: tuple[str, ...],
                 filed_at: str, updated_at: str, unit: Unit, history: tuple[str, ...]) -> Any:
-        sealed = self.sealer.seal(SEALED_FIELD, json.dumps(
+        sealed = self.sealer.seal(sealed_field(userid, day), json.dumps(
             {"version": version, "answers": answers, "reasons": list(reasons), "at": updated_at},
             ensure_ascii=False, sort_keys=True))
         expires = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=timezone.utc) + timedelta(
@@ -179,24 +185,29 @@ class HealthDesk:
                             filed_at=filed_at, updated_at=updated_at, expires_at=expires, unit=unit,
                             history=history, alert_pending=bool(reasons))
 
-    def _after_write(self, stored: Any, reasons: tuple[str, ...], outcome: str, history: int) -> Filing:
+    def _after_write(self, stored: StoredReport, outcome: str, history: int, *, alert: bool) -> Filing:
+        """Count the report, then queue its alert. A failure to queue is not the filer's problem:
+        the report keeps its pending flag and ``resend_health_alerts`` queues it minutes later."""
         report = self.open(stored)
-        self.store.count(stored.day, stored.unit, stored.userid, report.abnormal)
-        if report.abnormal and (outcome != "unchanged" or stored.alert_pending):
-            self.queue_alert(stored.userid, stored.day, stored.version)
-            self.store.alert_queued(stored.userid, stored.day, stored.version)
-        return Filing(report=report, outcome=outcome, history=history)
+        self.store.count(stored.day, stored.unit, stored.userid, report.abnormal, stored.version, stored.expires_at)
+        deferred = False
+        if alert:
+            try:
+                self.queue_alert(stored.userid, stored.day, stored.version)
+            except Exception:  # noqa: BLE001 - any failure of the queue: the sweep covers it
+                deferred = True
+            else:
+                self.store.alert_queued(stored.userid, stored.day, stored.version)
+        elif stored.alert_pending:
+            self.store.alert_queued(stored.userid, stored.day, stored.version)  # nothing new to say
+        return Filing(report=report, outcome=outcome, history=history, alert_deferred=deferred)
 
     # -- reading one's own ----------------------------------------------------------------------
     def open(self, stored: Any) -> Report:
-        data = json.loads(self.sealer.open(SEALED_FIELD, stored.sealed))
+        data = json.loads(self.sealer.open(sealed_field(stored.userid, stored.day), stored.sealed))
         return Report(userid=stored.userid, day=stored.day, version=stored.version, answers=data["answers"],
                       reasons=tuple(data["reasons"]), filed_at=stored.filed_at, updated_at=stored.updated_at,
                       unit=stored.unit)
-
-    def open_history(self, stored: Any) -> list[dict[str, Any]]:
-        """Earlier versions of a report, oldest first: ``{version, answers, reasons, at}``."""
-        return [json.loads(self.sealer.open(SEALED_FIELD, token)) for token in stored.history]
 
     def live(self, stored: Any) -> Any:
         """``stored`` unless it has expired (DynamoDB's TTL deletes late: readers filter)."""
@@ -235,22 +246,6 @@ class HealthDesk:
         check_period(first, last)
         return [self.open(s) for s in self.store.reports_of(actor.userid, first.isoformat(), last.isoformat())
                 if self.live(s) is not None]
-
-    def one(self, actor: Actor, userid: str, day: date, may_read: Callable[[str], bool]) -> tuple[Report, list]:
-        """Someone's report of a day, with its history; audited when it is not the caller's own.
-
-        Raises:
-            NotFound: no such report, or not in the caller's scope.
-        """
-        if userid != actor.userid and not may_read(userid):
-            raise NotFound("No such report in your scope.")
-        stored = self.live(self.store.get_report(userid, day.isoformat()))
-        if stored is None:
-            raise NotFound("No such report in your scope.")
-        if userid != actor.userid:
-            self.audit.record(subject=f"person#{userid}", actor=actor.userid, action="health.report.read",
-                              detail={"day": stored.day})
-        return self.open(stored), self.open_history(stored)
 
 
 MAX_PERIOD_DAYS = 92

@@ -64,10 +64,11 @@ class JobReport:
     digests: int = 0
     summaries: int = 0
     alerts_requeued: int = 0
+    recounted: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"slots": self.slots, "reminded": self.reminded, "digests": self.digests,
-                "summaries": self.summaries, "alerts_requeued": self.alerts_requeued}
+                "summaries": self.summaries, "alerts_requeued": self.alerts_requeued, "recounted": self.recounted}
 
 
 class HealthStats:
@@ -82,7 +83,7 @@ class HealthStats:
                  notify: Callable[[Notification], int], claims: Any, queue_alert: Callable[[str, str, int], None],
                  campus: CampusClock, expected_types: Sequence[str], reminder_times: Sequence[time],
                  digest_times: Sequence[time], summary_times: Sequence[time], page_url: str | None,
-                 clock: Callable[[], datetime]) -> None:
+                 retention_days: int, min_cell: int, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.directory = directory
         self.open_report = open_report
@@ -96,7 +97,13 @@ class HealthStats:
         self.digest_times = tuple(digest_times)
         self.summary_times = tuple(summary_times)
         self.page_url = page_url
+        self.retention_days = retention_days
+        self.min_cell = min_cell
         self.clock = clock
+
+    def _expires(self, day: date) -> datetime:
+        """When a day's counters go, with its reports."""
+        return datetime.combine(day, time(0), tzinfo=timezone.utc) + timedelta(days=self.retention_days + 1)
 
     # -- who is expected ------------------------------------------------------------------------
     def roster(self) -> list[Person]:
@@ -104,8 +111,8 @@ class HealthStats:
         return [_person(p) for t in self.expected_types for p in self.directory.roster(t) if p.status == "active"]
 
     def people_in(self, grants: Sequence[Grant], wanted: Filter) -> list[Person]:
-        """The expected people the grants cover, narrowed by ``wanted``, read as narrowly as the
-        grants allow (a class, a department, or the whole roster)."""
+        """The expected people the grants cover, narrowed by ``wanted``, in userid order, read as
+        narrowly as the grants allow (a class, a department, or the whole roster)."""
         if wanted.class_id is not None:
             source: Iterable[Any] = self.directory.students_of_class(wanted.class_id)
         elif grants and all(g.classes for g in grants):
@@ -115,7 +122,8 @@ class HealthStats:
         elif grants and all(g.department for g in grants):
             source = [p for d in sorted({g.department for g in grants}) for p in self.directory.members_of_department(d)]
         else:
-            return [p for p in self.roster() if any(g.covers(p.unit) for g in grants) and wanted.keeps(p.unit)]
+            return sorted((p for p in self.roster() if any(g.covers(p.unit) for g in grants) and wanted.keeps(p.unit)),
+                          key=lambda p: p.userid)
         chosen = {p.userid: _person(p) for p in source
                   if p.status == "active" and p.person_type in self.expected_types}
         return sorted((p for p in chosen.values() if any(g.covers(p.unit) for g in grants) and wanted.keeps(p.unit)),
@@ -142,12 +150,9 @@ class HealthStats:
         return scope, grants
 
     def figures(self, day: date, grants: Sequence[Grant], wanted: Filter) -> Breakdown:
-        units, _, taken = self.store.day_units(day.isoformat())
+        units, taken = self.store.day_units(day.isoformat())
         if not taken:
-            live = self.expected_of(self.people_in(grants, wanted))
-            units = {u: DayFigures(live.get(u, 0), f.reported, f.abnormal) for u, f in units.items()}
-            for unit, count in live.items():
-                units.setdefault(unit, DayFigures(count, 0, 0))
+            units = _with_expected(units, self.expected_of(self.people_in(grants, wanted)))
         return sum_units(units, lambda u: any(g.covers(u) for g in grants) and wanted.keeps(u))
 
     def overview(self, actor: Any, day: date, wanted: Filter) -> Breakdown:
@@ -156,17 +161,23 @@ class HealthStats:
         Raises:
             Forbidden: the caller has no health scope, or the filter is outside it.
         """
-        _, grants = self._scope(actor, wanted, people=False)
-        return self.figures(day, grants, wanted)
+        scope, grants = self._scope(actor, wanted, people=False)
+        breakdown = self.figures(day, grants, wanted)
+        # A caller with figures only (a leader) must not single anyone out through a tiny group.
+        return breakdown if scope.people else breakdown.hide_small(self.min_cell)
 
     def trend(self, actor: Any, first: date, last: date, wanted: Filter) -> list[tuple[date, DayFigures]]:
         """The daily series of the overview's totals (at most 92 days)."""
         check_period(first, last)
         _, grants = self._scope(actor, wanted, people=False)
         series = []
+        live: dict[Unit, int] | None = None  # today's directory, for days whose roster was never taken
         day = first
         while day <= last:
-            units, _, _ = self.store.day_units(day.isoformat())
+            units, taken = self.store.day_units(day.isoformat())
+            if not taken:
+                live = self.expected_of(self.people_in(grants, wanted)) if live is None else live
+                units = _with_expected(units, live)
             series.append((day, sum_units(units, lambda u: any(g.covers(u) for g in grants)
                                           and wanted.keeps(u)).total))
             day += timedelta(days=1)
@@ -186,7 +197,7 @@ class HealthStats:
                  if any(g.covers(r.unit) for g in grants) and wanted.keeps(r.unit) and r.expires_at > self.clock()]
         people = self.directory.get_people([r.userid for r in found])
         audit_reads(actor.userid, self.audit, [r.userid for r in found if r.userid != actor.userid],
-                    "health.report.read", {"day": day.isoformat(), "list": "abnormal"})
+                    "health.report.read", {"day": day.isoformat()})
         return [(_known(people, r), self.open_report(r)) for r in found]
 
     def export_rows(self, actor: Any, day: date, wanted: Filter) -> tuple[list[str], list[list[Any]]]:
@@ -196,8 +207,7 @@ class HealthStats:
         scope = scope_of(actor)
         if not scope.people:
             _, grants = self._scope(actor, wanted, people=False)
-            units, _, taken = self.store.day_units(day.isoformat())
-            breakdown = self.figures(day, grants, wanted)
+            breakdown = self.figures(day, grants, wanted).hide_small(self.min_cell)
             headers = ["日期", "院系", "班级", "应报", "已报", "未报", "完成率", "异常"]
             rows = [[day.isoformat(), dept, "", f.expected, f.reported, max(0, f.expected - f.reported),
                      f.completion, f.abnormal] for dept, f in sorted(breakdown.departments.items())]
@@ -229,9 +239,9 @@ class HealthStats:
                                 a.get("whereabouts", ""), a.get("health_code", ""), _yes(a.get("close_contact")),
                                 _yes(a.get("risk_area")), _yes(a.get("quarantined")), _yes(report.abnormal),
                                 reason_labels(report.reasons)])
-        self.audit.record(subject=f"health-export#{day.isoformat()}", actor=actor.userid, action="health.export.read",
-                          detail={"people": len(people), "reports": len(reports),
-                                  "filter": {"department": wanted.department, "class": wanted.class_id}})
+        # Whose reports were read, one record each (rows without a report carry no health data).
+        audit_reads(actor.userid, self.audit, [u for u in reports if u != actor.userid], "health.report.read",
+                    {"day": day.isoformat(), "export": True})
         return headers, rows
 
     # -- jobs -----------------------------------------------------------------------------------
@@ -256,7 +266,7 @@ class HealthStats:
             if key is None:
                 continue
             roster = self.roster()
-            self.store.set_expected(day.isoformat(), self.expected_of(roster), _iso(now))
+            self.store.set_expected(day.isoformat(), self.expected_of(roster), _iso(now), self._expires(day))
             reported = self.store.reporters(day.isoformat(), sorted({p.unit for p in roster}))
             missing = [p for p in roster if p.userid not in reported]
             if kind == "reminder":
@@ -270,7 +280,7 @@ class HealthStats:
     def _remind(self, day: date, slot: time, missing: Sequence[Person]) -> int:
         if not missing:
             return 0
-        cutoff = self.campus.cutoff.strftime("%H:%M")
+        cutoff = self.campus.cutoff_text
         self.notify(Notification(
             key=f"health-reminder:{day.isoformat()}:{slot.strftime('%H%M')}",
             recipients=tuple(p.userid for p in missing), title="每日健康填报提醒",
@@ -295,10 +305,10 @@ class HealthStats:
                 continue
             names = "、".join(p.name for p in students[:DIGEST_NAMES])
             more = f"等{len(students)}人" if len(students) > DIGEST_NAMES else f"共{len(students)}人"
+            body = f"截至目前{class_id}班尚未完成{day.isoformat()}健康填报（{more}）：{names}"
             self.notify(Notification(
                 key=f"health-missing:{day.isoformat()}:{class_id}", recipients=recipients,
-                title=f"{class_id}班今日未填报名单", body=f"截至目前{class_id}班尚未完成{day.isoformat()}健康填报：{names}，{more}。",
-                url=self.page_url, mass=True))
+                title=f"{class_id}班今日未填报名单", body=_clip(body), url=self.page_url, mass=True))
             sent += 1
         return sent
 
@@ -311,14 +321,15 @@ class HealthStats:
             key = self._claim(day, "summary", slot)
             if key is None:
                 continue
-            units, _, taken = self.store.day_units(day.isoformat())
-            if not taken:
-                self.store.set_expected(day.isoformat(), self.expected_of(self.roster()), _iso(now))
-                units, _, _ = self.store.day_units(day.isoformat())
+            roster = self.roster()
+            result.recounted += self.reconcile(day, roster)
+            self.store.set_expected(day.isoformat(), self.expected_of(roster), _iso(now), self._expires(day))
+            units, _ = self.store.day_units(day.isoformat())
             campus = sum_units(units, lambda u: True)
             leaders = self.directory.holders("role:leader")
             if leaders:
-                lines = [f"{d}：{_line(f)}" for d, f in sorted(campus.departments.items())]
+                shown = campus.hide_small(self.min_cell)
+                lines = [f"{d}：{_line(f)}" for d, f in sorted(shown.departments.items())]
                 self.notify(Notification(key=f"health-summary:{day.isoformat()}", recipients=tuple(leaders),
                                          title=f"{day.isoformat()}健康填报汇总", kind="text",
                                          body=_clip(f"全校{_line(campus.total)}\n" + "\n".join(lines)), mass=True))
@@ -338,6 +349,22 @@ class HealthStats:
             self._done(key)
         return result
 
+    def reconcile(self, day: date, roster: Sequence[Person]) -> int:
+        """Repair the day's counters from the stored reports (a count lost to a crash between a
+        report and its count); returns how many people were recounted. Reads every report of the
+        day through the unit index, once, in the evening job: dashboards never do."""
+        counted = self.store.counted_people(day.isoformat())
+        units = {p.unit for p in roster} | set(counted)
+        repaired = 0
+        for unit in sorted(units):
+            seen = counted.get(unit, {})
+            for stored in self.store.reports_of_unit(day.isoformat(), unit):
+                if seen.get(stored.userid) != (stored.version, stored.abnormal):
+                    self.store.count(day.isoformat(), unit, stored.userid, stored.abnormal, stored.version,
+                                     stored.expires_at)
+                    repaired += 1
+        return repaired
+
     def resend_alerts(self, older_than: timedelta = timedelta(minutes=2)) -> JobReport:
         """Queue again the alerts of abnormal reports still flagged pending (their filing died, or
         the queue was down, between the write and the alert). The consumer is idempotent."""
@@ -348,6 +375,14 @@ class HealthStats:
             self.store.alert_queued(userid, day, version)
             result.alerts_requeued += 1
         return result
+
+
+def _with_expected(units: dict[Unit, DayFigures], expected: dict[Unit, int]) -> dict[Unit, DayFigures]:
+    """The day's counters with expected counts taken from ``expected`` (units nobody reported in too)."""
+    merged = {u: DayFigures(expected.get(u, 0), f.reported, f.abnormal) for u, f in units.items()}
+    for unit, count in expected.items():
+        merged.setdefault(unit, DayFigures(count, 0, 0))
+    return merged
 
 
 def _person(record: Any) -> Person:
@@ -363,8 +398,8 @@ def _known(people: dict[str, Any], stored: Any) -> Person:
 
 
 def _line(figures: DayFigures) -> str:
-    return (f"应报{figures.expected}人，已报{figures.reported}人，完成率{figures.completion:.1%}，"
-            f"异常{figures.abnormal}人")
+    abnormal = f"异常{figures.abnormal}人" if figures.abnormal is not None else "异常人数（人数过少，不显示）"
+    return f"应报{figures.expected}人，已报{figures.reported}人，完成率{figures.completion:.1%}，{abnormal}"
 
 
 def _clip(text: str, limit: int = 2000) -> str:

@@ -90,6 +90,7 @@ def start_stack(tmp: Path, command: list[str] | None = None, port: int | None = 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The real app's local stack with a small demo population."""
-    running = start_stack(tmp_path_factory.mktemp("stack"), DEMO_PEOPLE="50")
+    # Health reports stay open until midnight: the suite runs at any hour on the real clock.
+    running = start_stack(tmp_path_factory.mktemp("stack"), DEMO_PEOPLE="50", HEALTH_REPORT_CUTOFF="")
     yield running
     running.stop()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from threading import Barrier
 
 import pytest
 import time_machine
@@ -60,7 +62,7 @@ def test_an_abnormal_report_opens_a_case_and_tells_exactly_its_circle(client: Cl
     assert alert(client, [message]) == {"batchItemFailures": []}
     # Then one open case exists for the person
     [case] = list(HealthCaseModel.by_state.query("open"))
-    assert (case.userid, case.status, case.open_for, list(case.reports)) == (userid, "reported", userid, [f"{DAY}#v1"])
+    assert (case.userid, case.status, list(case.reports)) == (userid, "reported", [f"{DAY}#v1"])
     # And exactly the circle is messaged, nobody else, and not the person
     parts = queued_notifications()
     assert recipients(parts) == circle
@@ -84,12 +86,16 @@ def test_the_consumer_is_idempotent_per_report_version(client: Client, tokens: T
 def test_a_new_abnormal_version_joins_the_open_case(client: Client, tokens: Tokens) -> None:
     file_abnormal(client, tokens, "s003")
     alert(client, queued_alerts())
+    # A correction with the same reasons (a higher temperature) tells nobody again
     file_abnormal(client, tokens, "s003", {**FEVER, "temperature": 38.6})
+    assert queued_alerts() == []
+    # One with new reasons does, and joins the open case
+    file_abnormal(client, tokens, "s003", {**FEVER, "health_code": "red"})
     [message] = queued_alerts()
-    assert message["version"] == 2
+    assert message["version"] == 3
     alert(client, [message])
     [case] = list(HealthCaseModel.by_state.query("open"))
-    assert list(case.reports) == [f"{DAY}#v1", f"{DAY}#v2"]
+    assert list(case.reports) == [f"{DAY}#v1", f"{DAY}#v3"]
 
 
 def test_a_superseded_or_corrected_version_raises_nothing(client: Client, tokens: Tokens) -> None:
@@ -130,7 +136,7 @@ def test_the_hospital_records_events_and_each_tells_the_circle(client: Client, t
     assert call(client, "POST", path, tokens["doc01"], {"status": "healed"})[0] == 422
     assert call(client, "POST", "/health/cases/nope/events", tokens["doc01"], {"status": "observing"})[0] == 404
     stored = HealthCaseModel.get(case.case_id)
-    assert stored.open_for is None and stored.state == "closed"
+    assert stored.state == "closed"
     assert "复测正常" not in json.dumps(list(stored.events), ensure_ascii=False)  # notes are sealed
 
 
@@ -188,3 +194,48 @@ def test_an_alert_whose_queueing_failed_is_sent_by_the_sweep(client: Client, tok
     assert result["alerts_requeued"] == 1
     assert queued_alerts() == [{"userid": "s009", "day": DAY, "version": 1}]
     assert HealthReportModel.get("s009", DAY).alert_pending is None
+
+
+def test_after_clearance_a_new_abnormal_report_opens_a_new_case(client: Client, tokens: Tokens) -> None:
+    file_abnormal(client, tokens, "s010")
+    alert(client, queued_alerts())
+    [first] = list(HealthCaseModel.by_state.query("open"))
+    status, _ = call(client, "POST", f"/health/cases/{first.case_id}/events", tokens["doc01"], {"status": "cleared"})
+    assert status == 201
+    file_abnormal(client, tokens, "s010", {**FEVER, "close_contact": True})
+    alert(client, queued_alerts())
+    [second] = list(HealthCaseModel.by_state.query("open"))
+    assert second.case_id != first.case_id and list(second.reports) == [f"{DAY}#v2"]
+    assert list(HealthCaseModel.get(first.case_id).reports) == [f"{DAY}#v1"]
+
+
+def test_alerts_racing_for_one_person_open_one_case(client: Client, tokens: Tokens) -> None:
+    from chalicelib.api import deps
+
+    file_abnormal(client, tokens, "s011")
+    file_abnormal(client, tokens, "s011", {**FEVER, "risk_area": True})
+    assert len(queued_alerts()) == 2
+    barrier = Barrier(2)
+
+    def handle(_: int) -> str:
+        barrier.wait()  # two deliveries of the current version's alert, at once
+        return deps.health_cases().raise_alert("s011", DAY, 2)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(handle, range(2)))
+    assert outcomes == ["alerted", "alerted"]
+    [case] = list(HealthCaseModel.by_state.query("open"))
+    assert list(case.reports) == [f"{DAY}#v2"]
+
+
+def test_hospital_staff_do_not_manage_their_own_case(client: Client, tokens: Tokens) -> None:
+    file_abnormal(client, tokens, "doc01")
+    alert(client, queued_alerts())
+    [case] = list(HealthCaseModel.by_state.query("open"))
+    status, body = call(client, "POST", f"/health/cases/{case.case_id}/events", tokens["doc01"], {"status": "cleared"})
+    assert status == 403
+
+
+def test_malformed_case_ids_are_not_found(client: Client, tokens: Tokens) -> None:
+    assert call(client, "GET", "/health/cases/" + "x" * 3000, tokens["doc01"])[0] == 404
+    assert call(client, "GET", "/health/cases/hc20261130zzzz", tokens["doc01"])[0] == 404

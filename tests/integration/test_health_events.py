@@ -42,7 +42,7 @@ def test_the_sample_schedules_run(client: Client) -> None:
         fired = datetime.fromisoformat(event["time"].replace("Z", "+00:00")) + timedelta(minutes=5)
         with time_machine.travel(fired, tick=False):
             result = client.lambda_.invoke(function, event).payload
-        assert set(result) == {"slots", "reminded", "digests", "summaries", "alerts_requeued"}
+        assert set(result) == {"slots", "reminded", "digests", "summaries", "alerts_requeued", "recounted"}
         if function == "send_report_reminders":
             assert result["slots"] == ["reminder@14:00"] and result["reminded"] == 34
         if function == "send_daily_health_summary":

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
-import botocore.client
 import pytest
 import time_machine
 from chalice.test import Client
@@ -14,6 +12,7 @@ from chalice.test import Client
 from chalicelib.db.directory import DirectoryRepository, PersonModel
 from chalicelib.domain.notifications import MAX_TOUSER
 from infra.local.demo import generate_population, load_demo_campus
+from tests.support.aws_calls import recorded_table_calls
 from tests.support.hall import Tokens, open_campus, queued_notifications
 from tests.support.health import FEVER, NORMAL, consent, file_report, scheduled_event
 
@@ -45,31 +44,12 @@ def run(client: Client, job: str, when: datetime) -> dict:
         return client.lambda_.invoke(job, scheduled_event(job)).payload
 
 
-@contextmanager
-def tables_touched() -> Iterator[list[tuple[str, str]]]:
-    """``(operation, table)`` of every DynamoDB call made inside the block."""
-    calls: list[tuple[str, str]] = []
-    original = botocore.client.BaseClient._make_api_call
-
-    def recording(client, operation_name, api_params):
-        tables = [api_params.get("TableName")] if "TableName" in api_params else list(api_params.get("RequestItems", {}))
-        for table in tables:
-            calls.append((operation_name, table))
-        return original(client, operation_name, api_params)
-
-    botocore.client.BaseClient._make_api_call = recording
-    try:
-        yield calls
-    finally:
-        botocore.client.BaseClient._make_api_call = original
-
-
 def test_at_14_00_only_the_people_missing_are_reminded_once_without_reading_reports(client: Client,
                                                                                   tokens: Tokens) -> None:
     # Given a student who has left the university
     PersonModel("s020").update(actions=[PersonModel.status.set("left")])
     # When the job fires at 14:00
-    with tables_touched() as calls:
+    with recorded_table_calls() as calls:
         result = run(client, "send_report_reminders", at_campus_time(14, 5))
     # Then everyone active who has not filed gets one reminder, and nobody else
     parts = queued_notifications()

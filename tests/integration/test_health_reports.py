@@ -13,11 +13,13 @@ import pytest
 import time_machine
 from chalice.test import Client
 
-from chalicelib.db.health import HealthDayModel, HealthReportModel
+from chalicelib.api import deps
+from chalicelib.db.health import HealthDayModel, HealthReportModel, HealthRepository
+from chalicelib.domain.health import Unit
 from chalicelib.resources import HEALTH_ALERTS
 from tests.support.aws_calls import recorded_aws_calls
 from tests.support.hall import Tokens, open_campus
-from tests.support.health import NORMAL, consent, file_report, queued_alerts
+from tests.support.health import NORMAL, consent, file_report, queued_alerts, scheduled_event
 from tests.support.identity import call, login
 
 # 09:00 on a Monday in Shanghai.
@@ -222,5 +224,59 @@ def test_reports_expire_after_the_retention_period(client: Client, tokens: Token
     assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
 
 
-def test_alert_queue_exists_with_a_dlq() -> None:
-    assert HEALTH_ALERTS.dlq_name == "campus-health-alerts-dlq"
+def test_consent_survives_a_directory_import_and_an_admin_change(client: Client, tokens: Tokens) -> None:
+    # Given a student who consented
+    consent(client, tokens["s010"])
+    # When the IT centre re-imports them (a new name) and changes their class
+    row = {"userid": "s010", "name": "新名字", "type": "student", "department": "cs", "class_id": "cs2001"}
+    status, report = call(client, "POST", "/admin/directory/import", tokens["admin"], {"rows": [row]})
+    assert status == 200 and report["updated"] == 1, report
+    status, _ = call(client, "PATCH", "/admin/people/s010", tokens["admin"], {"class_id": "cs2002"})
+    assert status == 200
+    # Then their consent is still on record (a new session files without asking again)
+    status, body = file_report(client, login(client, "s010"), NORMAL)
+    assert status == 201, body
+    assert HealthDayModel.get(DAY, "cs#cs2002#student").reporters == {"s010"}
+
+
+def test_a_late_count_of_an_older_version_changes_nothing() -> None:
+    # Given the counters holding version 2 of a person's report, abnormal
+    store = HealthRepository()
+    unit = Unit("cs", "cs2001", "student")
+    expires = MORNING + timedelta(days=181)
+    store.count(DAY, unit, "s001", True, 2, expires)
+    # When a slow request counts version 1 (normal) afterwards, and version 2 again (a retry)
+    store.count(DAY, unit, "s001", False, 1, expires)
+    store.count(DAY, unit, "s001", True, 2, expires)
+    # Then the counters still say: reported once, abnormal
+    row = HealthDayModel.get(DAY, unit.key)
+    assert (int(row.reported), int(row.abnormal), row.abnormal_ids) == (1, 1, {"s001"})
+    # And version 3 (normal) moves it back
+    store.count(DAY, unit, "s001", False, 3, expires)
+    row = HealthDayModel.get(DAY, unit.key)
+    assert (int(row.reported), int(row.abnormal), row.abnormal_ids or set()) == (1, 0, set())
+
+
+def test_a_filing_whose_alert_cannot_be_queued_still_succeeds_and_the_sweep_sends_it(
+        client: Client, tokens: Tokens, monkeypatch: pytest.MonkeyPatch) -> None:
+    consent(client, tokens["s006"])
+
+    def queue_down(*args: object) -> None:
+        raise ConnectionError("queue unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(deps, "queue_health_alert", queue_down)
+        status, body = file_report(client, tokens["s006"], {**NORMAL, "temperature": 38.0})
+    assert status == 201 and body["abnormal"] is True
+    assert HealthReportModel.get("s006", DAY).alert_pending == "pending"
+    with time_machine.travel(MORNING + timedelta(minutes=10), tick=False):
+        result = client.lambda_.invoke("resend_health_alerts", scheduled_event("resend_health_alerts")).payload
+    assert result["alerts_requeued"] == 1 and queued_alerts() == [{"userid": "s006", "day": DAY, "version": 1}]
+
+
+def test_the_alerts_queue_has_its_dead_letter_queue(client: Client, tokens: Tokens) -> None:
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=HEALTH_ALERTS.name)["QueueUrl"]
+    redrive = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])[
+        "Attributes"]["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"].endswith(":campus-health-alerts-dlq") and int(redrive["maxReceiveCount"]) == 5

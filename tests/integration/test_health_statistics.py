@@ -130,7 +130,9 @@ def test_a_counselors_export_has_their_students_only(client: Client, tokens: Tok
     assert {r[1] for r in rows} == CS_STUDENTS
     by_user = {r[1]: dict(zip(header, r, strict=True)) for r in rows}
     assert by_user["s002"]["已报"] == "是" and by_user["s002"]["异常"] == "是" and by_user["s003"]["已报"] == "否"
-    assert any(a.action == "health.export.read" and a.actor == "fdy01" for a in AuditModel.scan())
+    # Each student whose report was exported has an audit record of the read
+    exported = {a.subject for a in AuditModel.scan() if a.actor == "fdy01" and '"export": true' in a.detail}
+    assert exported == {"person#s001", "person#s002", "person#s011"}
 
 
 def test_the_xlsx_export_opens_in_a_spreadsheet(client: Client, tokens: Tokens) -> None:
@@ -156,8 +158,8 @@ def test_a_leaders_export_has_figures_and_no_individual(client: Client, tokens: 
 def test_trend_is_a_daily_series_in_scope(client: Client, tokens: Tokens) -> None:
     status, body = get(client, tokens, "fdy01", "/health/trend?from=2026-11-29&to=2026-11-30")
     assert status == 200
-    assert [(p["date"], p["reported"], p["abnormal"]) for p in body["items"]] == [("2026-11-29", 0, 0),
-                                                                                  ("2026-11-30", 3, 1)]
+    points = [(p["date"], p["expected"], p["reported"], p["abnormal"]) for p in body["items"]]
+    assert points == [("2026-11-29", 15, 0, 0), ("2026-11-30", 15, 3, 1)]
     assert get(client, tokens, "fdy01", "/health/trend?from=2026-01-01&to=2026-11-30")[0] == 422
 
 
@@ -181,3 +183,25 @@ def _scheduled() -> dict:
     from tests.support.health import scheduled_event
 
     return scheduled_event("send_report_reminders")
+
+
+def test_leaders_do_not_see_abnormal_counts_of_tiny_groups(client: Client, tokens: Tokens) -> None:
+    status, body = get(client, tokens, "leader01", "/health/overview")
+    assert body["departments"]["cs"]["abnormal"] == 2  # 18 people
+    assert body["departments"]["xyy"]["abnormal"] is None  # the hospital's one member
+    assert body["total"]["abnormal"] == 2
+    # people with individual scope see every count
+    assert get(client, tokens, "doc01", "/health/overview")[1]["departments"]["xyy"]["abnormal"] == 0
+
+
+def test_bad_dates_and_cursors_are_4xx(client: Client, tokens: Tokens) -> None:
+    assert get(client, tokens, "leader01", "/health/trend?from=9999-12-31&to=9999-12-31")[0] == 422
+    assert get(client, tokens, "leader01", "/health/overview?date=1900-01-01")[0] == 422
+    assert get(client, tokens, "doc01", "/health/missing?next=%%%")[0] == 422
+    assert get(client, tokens, "doc01", "/health/missing?next=bm9wZQ")[0] == 200  # a position, just past "nope"
+    from chalicelib.api.schemas import cursor
+
+    forged = cursor('{"subject":{"S":"a"}}')
+    assert get(client, tokens, "admin", f"/admin/audit?next={forged}")[0] == 422
+    status, page = get(client, tokens, "admin", f"/admin/audit?date={DAY}&limit=1")
+    assert get(client, tokens, "admin", f"/admin/audit?actor=nobody&next={page['next']}")[0] == 200

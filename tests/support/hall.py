@@ -34,13 +34,18 @@ def open_campus(client: Client) -> Tokens:
 
 def queued_notifications() -> list[dict[str, Any]]:
     """Every notification part waiting on the queue, taken off it (read and deleted)."""
+    return [json.loads(m["Body"]) for m in take_messages(NOTIFICATIONS.name)]
+
+
+def take_messages(queue_name: str) -> list[dict[str, Any]]:
+    """Every message waiting on a queue (as SQS returns them), taken off it."""
     sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=NOTIFICATIONS.name)["QueueUrl"]
+    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     found: list[dict[str, Any]] = []
     while True:
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
         if not messages:
             return found
         for message in messages:
-            found.append(json.loads(message["Body"]))
+            found.append(message)
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])

@@ -6,10 +6,10 @@ import json
 import uuid
 from typing import Any
 
-import boto3
 from chalice.test import Client
 
 from chalicelib.resources import HEALTH_ALERTS
+from tests.support.hall import take_messages
 from tests.support.identity import call
 
 NORMAL: dict[str, Any] = {
@@ -34,20 +34,6 @@ def consent(client: Client, token: str) -> None:
 
 def file_report(client: Client, token: str, answers: dict[str, Any]) -> tuple[int, Any]:
     return call(client, "POST", "/health/reports", token, answers)
-
-
-def take_messages(queue_name: str) -> list[dict[str, Any]]:
-    """Every message waiting on a queue, as (body, message id) records, taken off it."""
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-    found: list[dict[str, Any]] = []
-    while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not messages:
-            return found
-        for message in messages:
-            found.append(message)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def queued_alerts() -> list[dict[str, Any]]:

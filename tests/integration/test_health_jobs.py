@@ -10,6 +10,7 @@ import time_machine
 from chalice.test import Client
 
 from chalicelib.db.directory import DirectoryRepository, PersonModel
+from chalicelib.db.health import HealthDayModel
 from chalicelib.domain.notifications import MAX_TOUSER
 from infra.local.demo import generate_population, load_demo_campus
 from tests.support.aws_calls import recorded_table_calls
@@ -119,3 +120,17 @@ def test_reminders_go_out_in_parts_of_at_most_1000(client: Client) -> None:
     people = [u for p in parts for u in p["recipients"]]
     assert len(parts) == 3 and max(len(p["recipients"]) for p in parts) <= MAX_TOUSER
     assert len(people) == len(set(people)) == len(CAST) + len(generate_population(2100)[0])
+
+
+def test_the_evening_job_repairs_a_count_lost_between_a_report_and_its_count(client: Client, tokens: Tokens) -> None:
+    # Given s002's count lost (the function died after storing the report)
+    unit_row = HealthDayModel.get(DAY, "cs#cs2001#student")
+    unit_row.delete()
+    # When the summary runs
+    result = run(client, "send_daily_health_summary", at_campus_time(20, 5))
+    # Then the counters agree with the stored reports again
+    assert result["recounted"] == 2  # s001 and s002 shared the row
+    row = HealthDayModel.get(DAY, "cs#cs2001#student")
+    assert (int(row.reported), int(row.abnormal), row.reporters) == (2, 1, {"s001", "s002"})
+    leader = {p["key"]: p for p in queued_notifications()}[f"health-summary:{DAY}"]
+    assert "应报34人，已报3人" in leader["body"] and "异常1人" in leader["body"]

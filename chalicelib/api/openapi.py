@@ -20,7 +20,6 @@ from chalicelib.api.routing import RouteSpec, route_spec_of
 from chalicelib.errors import (
     INTERNAL_ERROR,
     DomainError,
-    Invalid,
     MalformedJSON,
     UnsupportedMediaType,
     status_and_code,

@@ -32,7 +32,6 @@ SYMPTOMS: tuple[str, ...] = Symptom.__args__  # type: ignore[attr-defined]
 Whereabouts = Literal["on_campus", "jinan", "other_city"]
 CodeColour = Literal["green", "yellow", "red"]
 CaseStatus = Literal["observing", "isolated", "referred", "cleared"]
-CASE_EVENTS: tuple[str, ...] = CaseStatus.__args__  # type: ignore[attr-defined]
 
 # Why a report is abnormal, in the order they are reported, with the H5's (and WeCom's) wording.
 REASONS: dict[str, str] = {
@@ -125,12 +124,6 @@ class HealthAnswers(BaseModel):
         """The answers as stored and returned (JSON types; the temperature as a number)."""
         data = self.model_dump(mode="json", exclude_none=True)
         data["temperature"] = float(self.temperature)
-        return data
-
-    def reusable(self) -> dict[str, Any]:
-        """What the next day's form may start from: everything but the pledge (given afresh)."""
-        data = self.stored()
-        data.pop("pledge", None)
         return data
 
 
@@ -296,14 +289,6 @@ class HealthScope:
 
     def sees_people(self, unit: Unit) -> bool:
         return any(g.covers(unit) for g in self.people)
-
-    @property
-    def campus_wide(self) -> bool:
-        return Grant() in self.people
-
-    def classes(self) -> frozenset[str]:
-        """The classes named by class grants (the counselor's), when that is all the scope is."""
-        return frozenset().union(*(g.classes for g in self.people)) if self.people else frozenset()
 
 
 def scope_of(actor: Actor) -> HealthScope:

@@ -42,7 +42,7 @@ from chalicelib.domain.access import PERSON_TYPES, ROLES, Actor, Role
 from chalicelib.domain.idempotency import Claims, create_once
 from chalicelib.domain.notifications import Notification
 from chalicelib.domain.workflow import Application, Transition, became_approved
-from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound
+from chalicelib.errors import Forbidden, Invalid, NotFound
 from chalicelib.observability import logger
 
 Column = Literal["notice", "teaching"]

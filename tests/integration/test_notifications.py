@@ -36,7 +36,6 @@ def queues():
 
 def accept(wecom, invalid: str = ""):
     def answer(request):
-        body = json.loads(request.body)
         return 200, {}, json.dumps({"errcode": 0, "errmsg": "ok", "invaliduser": invalid, "msgid": f"m{len(sends(wecom))}"})
     wecom.add_callback(responses.POST, SEND, callback=answer)
 

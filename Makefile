@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 PORT        ?= 8000
 DEMO_PEOPLE ?= 1000
 
-.PHONY: run test test-unit test-integration test-e2e test-flood fire wecom-callback import demo-csv bench-import clean help
+.PHONY: run test test-unit test-integration test-e2e test-flood fire wecom-callback import demo-csv bench-import bench-health clean help
 
 help:
 	@echo "make run                 start the local stack on 127.0.0.1:$(PORT) (PORT, DEMO_PEOPLE override)"
@@ -20,6 +20,7 @@ help:
 	@echo "make wecom-callback CHANGE=update_user USERID=s001 NAME=x   play WeCom: a signed contact change"
 	@echo "make demo-csv N=16022 FILE=people.csv   write a generated import file"
 	@echo "make bench-import        time a 16,022-row import through a fresh local stack"
+	@echo "make bench-health        the morning peak: 16,022 people file today's health report (BENCH_PEOPLE=500 for a quick run)"
 	@echo "make test-unit | test-integration | test-e2e   one layer of the suite"
 	@echo "make clean               remove .venv and local state"
 
@@ -48,6 +49,9 @@ demo-csv: $(STAMP)
 
 bench-import: $(STAMP)
 	$(PY) -m bench.import_directory
+
+bench-health: $(STAMP)
+	$(PY) -m bench.health_peak
 
 test: $(STAMP)
 	$(PY) -m pytest

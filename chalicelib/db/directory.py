@@ -258,9 +258,11 @@ class DirectoryRepository:
     def roster(self, person_type: str) -> Iterator[PersonRecord]:
         """Everyone of a person type with their department, class and status (userid order),
         from the ``by_type`` index: a campus in a few pages, without reading whole records."""
+        # Pages of 1000: each call stays well inside the read timeout (moto, which serves the
+        # local stack, takes about a millisecond an item; DynamoDB far less).
         return (PersonRecord(userid=m.userid, name=m.name, person_type=person_type, department=m.department,
                              class_id=m.class_id, status=m.status)
-                for m in PersonModel.by_type.query(person_type))
+                for m in PersonModel.by_type.query(person_type, page_size=1000))
 
     def members_of_department(self, dept_id: str) -> Iterator[PersonRecord]:
         return (to_record(m) for m in PersonModel.by_department.query(dept_id))

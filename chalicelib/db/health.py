@@ -375,8 +375,11 @@ def _save_if(item: Model, condition: Any) -> bool:
 
 
 def _update_if(row: HealthDayModel, actions: Sequence[Any], condition: Any) -> bool:
+    # Through the table connection, returning nothing: ``Model.update`` would read back the whole
+    # row (every person counted), growing each filing's response with the size of its unit.
     try:
-        row.update(actions=list(actions), condition=condition)
+        HealthDayModel._get_connection().update_item(row.day, row.unit, actions=list(actions), condition=condition,
+                                                     return_values="NONE")
     except UpdateError as exc:
         if _conditional_failed(exc):
             return False

@@ -152,7 +152,15 @@ class HealthStats:
     def figures(self, day: date, grants: Sequence[Grant], wanted: Filter) -> Breakdown:
         units, taken = self.store.day_units(day.isoformat())
         if not taken:
-            units = _with_expected(units, self.expected_of(self.people_in(grants, wanted)))
+            if day == self.campus.day(self.clock()) and Grant() in grants:
+                # The first campus-wide view of a day the jobs have not opened yet: take the
+                # roster now, once, for everyone's later views of the day.
+                roster = self.roster()
+                self.store.set_expected(day.isoformat(), self.expected_of(roster), _iso(self.clock()),
+                                        self._expires(day))
+                units, _ = self.store.day_units(day.isoformat())
+            else:
+                units = _with_expected(units, self.expected_of(self.people_in(grants, wanted)))
         return sum_units(units, lambda u: any(g.covers(u) for g in grants) and wanted.keeps(u))
 
     def overview(self, actor: Any, day: date, wanted: Filter) -> Breakdown:

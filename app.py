@@ -6,6 +6,8 @@ from chalicelib.api import (
     admin,
     auth,
     counselling,
+    door,
+    entry,
     hall,
     health,
     mailbox,
@@ -22,7 +24,7 @@ from chalicelib.api import (
 app = Chalice(app_name="campus-platform")
 app.register_middleware(middleware.log_context, "all")
 AREAS = (system, auth, people, admin, notifications, wecom_callback, hall, counselling, repair, mailbox, suggestions,
-         notices, health)
+         notices, health, entry, door)
 # Spreadsheet exports are bytes: API Gateway passes them through when the client accepts the type.
 app.api.binary_types.append(health.XLSX)
 for module in AREAS:

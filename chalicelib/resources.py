@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pynamodb.models import Model
 
 from chalicelib.db.audit import AuditModel
+from chalicelib.db.door import MODELS as DOOR_MODELS
 from chalicelib.db.directory import AuthorityModel, ClassModel, DepartmentModel, PersonModel
 from chalicelib.db.counselling import MODELS as COUNSELLING_MODELS
 from chalicelib.db.hall import MODELS as HALL_MODELS
@@ -29,7 +30,7 @@ from chalicelib.db.messaging import DeliveryModel, MemberRateModel, OutboxModel
 TABLE_MODELS: tuple[type[Model], ...] = (
     DepartmentModel, ClassModel, PersonModel, AuthorityModel, AuditModel, KeyValueModel, OutboxModel, DeliveryModel,
     MemberRateModel, *HALL_MODELS, *COUNSELLING_MODELS, *REPAIR_MODELS, *MAILBOX_MODELS, *SUGGESTIONS_MODELS,
-    *NOTICES_MODELS, *HEALTH_MODELS,
+    *NOTICES_MODELS, *HEALTH_MODELS, *DOOR_MODELS,
 )
 
 
@@ -74,7 +75,10 @@ NOTICE_FANOUT = QueueSpec(key="notice-fanout", name="campus-notice-fanout", batc
 # case and tell the hospital, HR or student affairs, the department head or counselor.
 HEALTH_ALERTS = QueueSpec(key="health-alerts", name="campus-health-alerts")
 
-QUEUES: tuple[QueueSpec, ...] = (NOTIFICATIONS, WECOM_EVENTS, HALL_HOOKS, NOTICE_FANOUT, HEALTH_ALERTS)
+# Door passes to push to the door gateway (``{pass_id, version}``). Five a batch: each may take two
+# gateway calls of up to 5 s, well inside the consumer's 60 s.
+DOOR_SYNC = QueueSpec(key="door-sync", name="campus-door-sync", batch_size=5)
+QUEUES: tuple[QueueSpec, ...] = (NOTIFICATIONS, WECOM_EVENTS, HALL_HOOKS, NOTICE_FANOUT, HEALTH_ALERTS, DOOR_SYNC)
 
 # S3 buckets, by the setting that names them per stage (names are global in S3, so each stage sets
 # its own). Private; objects are written only through presigned PUTs.

@@ -108,6 +108,32 @@ class Settings(BaseSettings):
     # The H5 page of the daily report, linked from reminders.
     health_page_url: str | None = Field(None, pattern=r"^https://\S+$")
 
+    # Campus entry (入校申请) and the door system (门禁).
+    # A visitor's window is at most this many days; public applications per source address an
+    # hour and per ID number a day beyond these are refused (429).
+    entry_max_days: int = Field(7, ge=1, le=31)
+    entry_rate_per_ip_hour: int = Field(20, ge=1, le=10_000)
+    entry_rate_per_id_day: int = Field(5, ge=1, le=100)
+    # A student's return-to-campus approval opens the gates to their campus card from 12 hours
+    # before the announced return for this many days.
+    entry_return_pass_days: int = Field(30, ge=1, le=366)
+    # The door gateway the passes are pushed to: ``json`` (JSON over HTTPS, HMAC-signed with
+    # DOOR_GATEWAY_SECRET) or ``hikvision`` (ISAPI, digest auth with DOOR_GATEWAY_USER/PASSWORD).
+    door_gateway: Literal["json", "hikvision"] = "json"
+    door_gateway_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    door_gateway_secret: SecretStr | None = None
+    door_gateway_user: str | None = None
+    door_gateway_password: SecretStr | None = None
+    # The campus gates and, for ISAPI, their door numbers: ``east:1,west:2,...``.
+    door_gates: str = Field("east:1,west:2,south:3,north:4", pattern=r"^[a-z0-9_-]{1,32}:[0-9]{1,3}(,[a-z0-9_-]{1,32}:[0-9]{1,3})*$")
+    # First retry of a failed door sync after this many seconds, doubling up to 15 minutes.
+    door_retry_base_seconds: int = Field(30, ge=1, le=900)
+    # Signed door-event webhooks: the shared secret and the accepted clock skew.
+    door_webhook_secret: SecretStr | None = None
+    door_webhook_max_skew_seconds: int = Field(300, ge=30, le=3600)
+    # Gate passages (and passes after their window) expire (DynamoDB TTL) after this many days.
+    door_retention_days: int = Field(180, ge=1, le=3 * 366)
+
     @field_validator("campus_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -125,6 +151,11 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         """The campus time zone: calendar days (one report per day, cutoffs) are counted in it."""
         return ZoneInfo(self.campus_timezone)
+
+    @property
+    def gate_doors(self) -> dict[str, int]:
+        """The campus gates and their ISAPI door numbers, in the configured order."""
+        return {gate: int(number) for gate, number in (item.split(":") for item in self.door_gates.split(","))}
 
     def table_name(self, logical_name: str) -> str:
         """The physical DynamoDB table name of a logical table, e.g. ``people``."""

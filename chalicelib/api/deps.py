@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from chalicelib.db.audit import AuditRepository
 from chalicelib.db.directory import DirectoryRepository
@@ -31,7 +32,11 @@ from chalicelib.domain.health import CampusClock, HealthRules, parse_times
 from chalicelib.domain.health_cases import HealthCases
 from chalicelib.domain.health_desk import HealthDesk
 from chalicelib.domain.health_stats import HealthStats
-from chalicelib.resources import HALL_HOOKS, HEALTH_ALERTS, NOTIFICATIONS
+from chalicelib.db.door import DoorRepository
+from chalicelib.domain.door import DoorLog, DoorPasses, Tracing
+from chalicelib.domain.entry import EntryDesk
+from chalicelib.integrations.door_gateway import DoorGateway, HikvisionGateway, JsonDoorGateway
+from chalicelib.resources import DOOR_SYNC, HALL_HOOKS, HEALTH_ALERTS, NOTIFICATIONS
 from chalicelib.settings import get_settings
 
 
@@ -189,3 +194,69 @@ def queue_health_alert(userid: str, day: str, version: int) -> None:
 def _case_link(case_id: str) -> str | None:
     template = get_settings().health_case_link_template
     return template.format(case_id=case_id) if template else None
+
+
+# -- campus entry and the door system -----------------------------------------------------------
+@functools.cache
+def door_store() -> DoorRepository:
+    return DoorRepository()
+
+
+def door_passes() -> DoorPasses:
+    settings = get_settings()
+    return DoorPasses(store=door_store(), sealer=protector(), queue_sync=queue_door_sync, gateway=door_gateway,
+                      notify=notifier(), security=lambda: directory().holders("role:security"), clock=_utc_now,
+                      retention=timedelta(days=settings.door_retention_days),
+                      retry_base_seconds=settings.door_retry_base_seconds, max_attempts=DOOR_SYNC.max_receive_count)
+
+
+def queue_door_sync(pass_id: str, version: int) -> None:
+    publish(DOOR_SYNC, {"pass_id": pass_id, "version": version})
+
+
+def door_gateway() -> DoorGateway:
+    """The adapter the settings choose, built once per configuration (one HTTP session)."""
+    settings = get_settings()
+    if settings.door_gateway == "hikvision":
+        return _hikvision(settings.secret("door_gateway_url"), settings.secret("door_gateway_user"),
+                          settings.secret("door_gateway_password"), settings.door_gates, settings.campus_timezone)
+    return _json_gateway(settings.secret("door_gateway_url"), settings.secret("door_gateway_secret"))
+
+
+@functools.lru_cache(maxsize=4)
+def _json_gateway(url: str, secret: str) -> DoorGateway:
+    return JsonDoorGateway(url, secret)
+
+
+@functools.lru_cache(maxsize=4)
+def _hikvision(url: str, user: str, password: str, gates: str, timezone_name: str) -> DoorGateway:
+    doors = {gate: int(number) for gate, number in (item.split(":") for item in gates.split(","))}
+    return HikvisionGateway(url, user, password, doors, ZoneInfo(timezone_name))
+
+
+def entry_desk() -> EntryDesk:
+    settings = get_settings()
+    return EntryDesk(hall=hall(), applications=applications(), passes=door_passes(), rates=kv(), sealer=protector(),
+                     clock=_utc_now, max_days=settings.entry_max_days, per_ip_hour=settings.entry_rate_per_ip_hour,
+                     per_id_day=settings.entry_rate_per_id_day, return_pass_days=settings.entry_return_pass_days,
+                     all_gates=tuple(settings.gate_doors), name_of=_name_of)
+
+
+def _name_of(userid: str) -> str:
+    person = directory().get_person(userid)
+    return person.name if person is not None else userid
+
+
+def door_log() -> DoorLog:
+    settings = get_settings()
+    return DoorLog(store=door_store(), sealer=protector(), claims=kv(), is_member=_is_member, tz=settings.tz,
+                   max_skew_seconds=settings.door_webhook_max_skew_seconds,
+                   retention=timedelta(days=settings.door_retention_days))
+
+
+def _is_member(userid: str) -> bool:
+    return directory().get_person(userid) is not None
+
+
+def tracing() -> Tracing:
+    return Tracing(store=door_store(), audit=audit(), tz=get_settings().tz)

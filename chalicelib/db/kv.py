@@ -26,6 +26,7 @@ class KeyValueModel(Model):
     value = UnicodeAttribute(default="")
     expires_at = NumberAttribute()  # unix seconds; the authority, read by the code
     ttl = TTLAttribute()  # the same moment, for DynamoDB's own clean-up
+    hits = NumberAttribute(null=True)  # rate windows (``hit``)
 
 
 class KeyValueStore:
@@ -62,6 +63,19 @@ class KeyValueStore:
                 return False
             raise
         return True
+
+    def hit(self, key: str, window_seconds: int) -> int:
+        """Count one more use of ``key`` in the current fixed window; returns the count so far.
+
+        One UpdateItem: concurrent callers each get a distinct count, so a limit holds under load.
+        """
+        now = self._clock()
+        window = int(now // window_seconds)
+        expires = (window + 1) * window_seconds
+        item = KeyValueModel(key=f"{key}@{window}")
+        item.update(actions=[KeyValueModel.hits.add(1), KeyValueModel.expires_at.set(expires),
+                             KeyValueModel.ttl.set(_moment(expires))])
+        return int(item.hits or 0)
 
     def release(self, key: str) -> None:
         KeyValueModel(key=key).delete()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from chalicelib.domain.access import Actor, authorities
+from chalicelib.domain.access import PERSON_TYPES, Actor, authorities
 from chalicelib.domain.forms import FieldSpec, FormInvalid, ServiceDefinition, validate_form
 from chalicelib.domain.identity import mask_id_number
 from chalicelib.domain.idempotency import Claims, create_once
@@ -222,10 +222,36 @@ class ServiceHall:
         if definition.filed_at:
             raise Conflict(f"{definition.name} is filed through {definition.filed_at}, not as an application.")
         applicant = Applicant(actor.userid, actor.person_type, actor.department, actor.class_id)
+        return self._store_new(definition, actor, applicant, data, app_id, {})
+
+    def file_for_outsider(self, applicant: Applicant, service_id: str, data: Mapping[str, Any],
+                          extra: Mapping[str, Any]) -> Application:
+        """File for someone outside the directory (a visitor on a public form), then notify and run
+        hooks. The area's own endpoint has checked who may; ``extra`` is kept with the application.
+
+        Raises:
+            Invalid: the form breaks the definition (every bad field named) or a step has no approver.
+        """
+        definition = self.catalogue.current(service_id)
+        outsider = Actor(userid=applicant.userid, person_type=applicant.person_type, department="")
+        app = self._store_new(definition, outsider, applicant, data, None, extra)
+        self._after(app)
+        return app
+
+    def act_for_outsider(self, app: Application, verb: Literal["withdraw", "cancel"], comment: str) -> Application:
+        """The outside applicant (authenticated by the area, e.g. by a lookup token) withdraws or cancels."""
+        outsider = Actor(userid=app.applicant.userid, person_type=app.applicant.person_type, department="")
+        moved = act_as_applicant(app, outsider, verb, comment, self.clock())
+        self.applications.save(moved, app.version)
+        self._after(moved)
+        return moved
+
+    def _store_new(self, definition: ServiceDefinition, actor: Actor, applicant: Applicant, data: Mapping[str, Any],
+                   app_id: str | None, extra: Mapping[str, Any]) -> Application:
         clean, sealed = self._clean(definition, actor, data)
         chain = self._chain(definition, applicant, clean)
         app = file_application(definition, applicant, clean, chain, self.clock(), app_id)
-        app = replace(app, extra={"sealed": sealed} if sealed else {})
+        app = replace(app, extra={**extra, "sealed": sealed} if sealed else dict(extra))
         self.catalogue.pin(definition, self.clock())
         self.applications.save(app, None)
         return app
@@ -370,7 +396,8 @@ class ServiceHall:
         event = events[-1]
         base = f"app:{app.app_id}:v{version}"
         notes = []
-        if transition.actor != app.applicant.userid:
+        # People outside the directory (visitors) have no WeCom account: they look their status up.
+        if transition.actor != app.applicant.userid and app.applicant.person_type in PERSON_TYPES:
             step = app.chain[transition.step].name if transition.step is not None and transition.step < len(
                 app.chain) else ""
             text = {"approved": "已通过", "rejected": "未通过", "returned": "被退回修改",

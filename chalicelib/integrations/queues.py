@@ -58,3 +58,9 @@ def publish_many(spec: QueueSpec, messages: Sequence[Mapping[str, Any]], *, dela
                 break
         if entries:
             raise RuntimeError(f"{len(entries)} message(s) to {spec.name} could not be sent")
+
+
+def retry_after(spec: QueueSpec, receipt_handle: str, seconds: int) -> None:
+    """Make a received message visible again after ``seconds`` (a consumer's backoff)."""
+    sqs_client().change_message_visibility(QueueUrl=queue_url(spec.name), ReceiptHandle=receipt_handle,
+                                           VisibilityTimeout=max(0, min(int(seconds), 43_200)))

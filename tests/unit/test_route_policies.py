@@ -21,7 +21,9 @@ def test_only_the_documented_routes_are_public():
         for method, entry in methods.items()
         if route_spec_of(entry.view_function).policy.name == "public"
     )
-    assert public == ["GET /healthz", "GET /openapi.json", "POST /auth/wecom"]
+    assert public == ["GET /healthz", "GET /openapi.json", "GET /visitor/entry-applications/{app_id}",
+                      "POST /auth/wecom", "POST /visitor/entry-applications",
+                      "POST /visitor/entry-applications/{app_id}/cancel"]
     local_only = [f"{m} {p}" for p, ms in app.routes.items() for m, e in ms.items()
                   if route_spec_of(e.view_function).policy.name == "local-only"]
     assert local_only == ["POST /auth/dev-login"]

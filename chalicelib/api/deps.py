@@ -239,12 +239,13 @@ def entry_desk() -> EntryDesk:
     return EntryDesk(hall=hall(), applications=applications(), passes=door_passes(), rates=kv(), sealer=protector(),
                      clock=_utc_now, max_days=settings.entry_max_days, per_ip_hour=settings.entry_rate_per_ip_hour,
                      per_id_day=settings.entry_rate_per_id_day, return_pass_days=settings.entry_return_pass_days,
-                     all_gates=tuple(settings.gate_doors), name_of=_name_of)
+                     all_gates=tuple(settings.gate_doors), card_of=_card_of)
 
 
-def _name_of(userid: str) -> str:
+def _card_of(userid: str) -> tuple[str, str]:
+    """A member's name and campus card number (the userid when the directory has no card number)."""
     person = directory().get_person(userid)
-    return person.name if person is not None else userid
+    return (person.name, person.card_no or userid) if person is not None else (userid, userid)
 
 
 def door_log() -> DoorLog:

@@ -271,12 +271,12 @@ class DoorRepository:
                                 DoorCountModel.expires_at.set(expires_at)], return_values="NONE")
 
     def counts(self, day: str) -> dict[str, dict[int, int]]:
-        """Passages of a campus day per gate and hour (one query)."""
+        """Passages of a campus day per gate and hour (one query; a day has a row per gate)."""
         out: dict[str, dict[int, int]] = {}
-        for model in DoorCountModel.query(day):
-            raw = model.attribute_values
-            hours = {h: int(raw[name]) for h, name in enumerate(HOURS) if name in raw}
-            out[model.gate] = hours
+        # The hour attributes are not declared on the model (PynamoDB would drop them): read raw items.
+        answer = DoorCountModel._get_connection().query(day)
+        for item in answer.get("Items", []):
+            out[item["gate"]["S"]] = {h: int(item[name]["N"]) for h, name in enumerate(HOURS) if name in item}
         return out
 
     def passages_of(self, person: str, first: str, last: str) -> Iterator[Passage]:

@@ -65,7 +65,8 @@ class EntryDesk:
     per_id_day: int = 5
     return_pass_days: int = 30
     all_gates: tuple[str, ...] = ("east", "west", "south", "north")  # a returning student's card opens all
-    name_of: Callable[[str], str] = str  # a member's name, for the door system's display
+    # A member's name (for the door system's display) and campus card number.
+    card_of: Callable[[str], tuple[str, str]] = lambda userid: (userid, userid)
 
     # -- the visitor --------------------------------------------------------------------------
     def apply(self, data: Mapping[str, Any], source_ip: str) -> tuple[Application, str]:
@@ -144,10 +145,10 @@ class EntryDesk:
                 valid_to=datetime.fromisoformat(data["visit_end"]))
         if app.service_id == RETURN_SERVICE:
             back = datetime.fromisoformat(data["return_time"])
-            # Campus card numbers are the holders' userids (the card system is fed from the directory).
+            name, card = self.card_of(app.applicant.userid)
             return self.passes.grant(
-                pass_id=app.app_id, person=app.applicant.userid, name=self.name_of(app.applicant.userid), kind="return", host=None,
-                credential_kind="campus_card", credential_number=app.applicant.userid,
+                pass_id=app.app_id, person=app.applicant.userid, name=name, kind="return", host=None,
+                credential_kind="campus_card", credential_number=card,
                 gates=self.all_gates, valid_from=back - timedelta(hours=12),
                 valid_to=back + timedelta(days=self.return_pass_days))
         return None

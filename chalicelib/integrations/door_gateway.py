@@ -26,14 +26,14 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import requests
 from requests.auth import HTTPDigestAuth
 
-from chalicelib.domain.door_commands import (  # noqa: F401 (re-exported: the adapters' contract)
+from chalicelib.domain.door_commands import (
     MAX_PASS_ID_LENGTH,
     DoorCommand,
     DoorGateway,
@@ -41,6 +41,10 @@ from chalicelib.domain.door_commands import (  # noqa: F401 (re-exported: the ad
     GatewayUnavailable,
 )
 from chalicelib.domain.door_signature import sign
+
+# The adapters' contract, defined in the domain, is importable from here too.
+__all__ = ["MAX_PASS_ID_LENGTH", "DoorCommand", "DoorGateway", "GatewayRejected", "GatewayUnavailable",
+           "HikvisionGateway", "JsonDoorGateway"]
 
 SIGNATURE_HEADER = "X-Door-Signature"
 # Besides 5xx: the gateway timed out reading our request, or asks us to slow down.

@@ -10,16 +10,18 @@ STAMP  := $(VENV)/.installed
 PORT        ?= 8000
 DEMO_PEOPLE ?= 1000
 
-.PHONY: run test test-unit test-integration test-e2e test-flood fire wecom-callback import demo-csv bench-import bench-health clean help
+.PHONY: run test test-unit test-integration test-e2e test-flood fire wecom-callback door-events import demo-csv bench-import bench-health bench-trace clean help
 
 help:
 	@echo "make run                 start the local stack on 127.0.0.1:$(PORT) (PORT, DEMO_PEOPLE override)"
 	@echo "make test                install into .venv and run the whole test suite"
-	@echo "make fire JOB=<name>     run one scheduled job now against the running stack"
+	@echo "make fire JOB=<name>     run one scheduled job now against the running stack (AT=<ISO time> moves its clock)"
+	@echo "make door-events         post signed gate events for demo people to the running stack (COUNT, PEOPLE)"
 	@echo "make import FILE=x.csv   import people into the running stack (any size, batches of 1000)"
 	@echo "make wecom-callback CHANGE=update_user USERID=s001 NAME=x   play WeCom: a signed contact change"
 	@echo "make demo-csv N=16022 FILE=people.csv   write a generated import file"
 	@echo "make bench-import        time a 16,022-row import through a fresh local stack"
+	@echo "make bench-trace         contact tracing over a generated day of 100,000 gate passages"
 	@echo "make bench-health        the morning peak: 16,022 people file today's health report (BENCH_PEOPLE=500 for a quick run)"
 	@echo "make test-unit | test-integration | test-e2e   one layer of the suite"
 	@echo "make clean               remove .venv and local state"
@@ -34,7 +36,10 @@ run: $(STAMP)
 
 fire: $(STAMP)
 	@test -n "$(JOB)" || { echo "usage: make fire JOB=<scheduled function name>"; exit 2; }
-	$(PY) -m infra.local fire $(JOB)
+	$(PY) -m infra.local fire $(JOB) $(if $(AT),--at $(AT))
+
+door-events: $(STAMP)
+	$(PY) -m infra.local door-events $(if $(COUNT),--count $(COUNT)) $(if $(PEOPLE),--people $(PEOPLE))
 
 wecom-callback: $(STAMP)
 	@test -n "$(CHANGE)" -a -n "$(USERID)" || { echo "usage: make wecom-callback CHANGE=delete_user USERID=s020 [NAME=...]"; exit 2; }
@@ -52,6 +57,9 @@ bench-import: $(STAMP)
 
 bench-health: $(STAMP)
 	$(PY) -m bench.health_peak
+
+bench-trace: $(STAMP)
+	$(PY) -m bench.door_trace
 
 test: $(STAMP)
 	$(PY) -m pytest

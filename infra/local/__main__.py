@@ -4,6 +4,7 @@ scheduled job now against the running stack (``make run`` / ``make fire JOB=...`
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timezone
 import json
 import os
 import signal
@@ -36,11 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     fire = commands.add_parser("fire", help="run a scheduled job now against the running stack")
     fire.add_argument("job")
     fire.add_argument("--state-file", type=Path, default=STATE_FILE)
+    fire.add_argument("--at", type=_utc_moment, default=None,
+                      help="the event's time (ISO-8601), to run a job for a moved clock")
+    commands.add_parser("door-events", help="post signed gate events for demo people (see --help)", add_help=False)
     callback = commands.add_parser("wecom-callback", help="send the running stack a signed WeCom contact change")
     callback.add_argument("change", choices=["create_user", "update_user", "delete_user"])
     callback.add_argument("userid")
     callback.add_argument("--name", help="the new name (update_user / create_user)")
     callback.add_argument("--state-file", type=Path, default=STATE_FILE)
+    if (argv if argv is not None else sys.argv[1:])[:1] == ["door-events"]:
+        from infra.local import door_events
+
+        return door_events.main((argv if argv is not None else sys.argv[1:])[1:])
     args = parser.parse_args(argv)
     if args.command == "wecom-callback":
         return send_wecom_callback(args.change, args.userid, args.name, args.state_file)
@@ -55,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 queues_ref=args.queues,
             )
         )
-    return fire_job(args.job, args.state_file)
+    return fire_job(args.job, args.state_file, args.at)
 
 
 def run_stack(options: StackOptions) -> int:
@@ -82,7 +90,12 @@ def run_stack(options: StackOptions) -> int:
     return 0
 
 
-def fire_job(job: str, state_file: Path) -> int:
+def _utc_moment(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def fire_job(job: str, state_file: Path, at: datetime | None = None) -> int:
     try:
         state = json.loads(state_file.read_text())
         os.kill(int(state["pid"]), 0)
@@ -98,7 +111,7 @@ def fire_job(job: str, state_file: Path) -> int:
         print(f"No scheduled job {job!r}. Jobs: {', '.join(sorted(jobs)) or 'none'}.", file=sys.stderr)
         return 2
     name = f"{config.app_name}-local-{job}"
-    event = scheduled_event(rule_arn(name, aws.region()), region=aws.region())
+    event = scheduled_event(rule_arn(name, aws.region()), region=aws.region(), at=at)
     log(f"firing {job} against {state['api_url']}")
     result = app.handler_map[job](event, LambdaContext(name, memory_size=256, max_runtime_ms=900_000))
     log(f"{job} finished: {result!r}")

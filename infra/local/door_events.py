@@ -142,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     if not people or args.count < 0:
         parser.error("--people needs at least one userid and --count must be >= 0")
 
-    events = build_events(people, args.count, datetime.now(timezone.utc), random.Random(args.seed), gate=args.gate)
+    # Recent passages, ending about now (gaps are up to two minutes).
+    start = datetime.now(timezone.utc) - timedelta(minutes=2 * args.count)
+    events = build_events(people, args.count, start, random.Random(args.seed), gate=args.gate)
     try:
         response = post_events(api_url, secret, events)
     except requests.RequestException as exc:

@@ -28,6 +28,7 @@ from chalicelib.resources import TABLE_MODELS, QueueSpec
 from chalicelib.settings import get_settings
 from infra.local import aws
 from infra.local.demo import LoadCancelled, load_demo_campus, wecom_members
+from infra.local.fake_door import FakeDoor
 from infra.local.fake_wecom import FakeWeCom
 from infra.local.log import log
 from infra.local.poller import QueuePoller
@@ -81,6 +82,7 @@ class LocalStack:
         self.pollers: list[QueuePoller] = []
         self.queue_specs: tuple[QueueSpec, ...] = ()
         self.wecom: FakeWeCom | None = None
+        self.door: FakeDoor | None = None
         self.scheduler: Scheduler | None = None
 
     def start(self) -> None:
@@ -99,6 +101,12 @@ class LocalStack:
             )
             env["WECOM_API_BASE"] = self.wecom.start()
             aws.apply_env({"WECOM_API_BASE": env["WECOM_API_BASE"]})
+
+        # The fake door gateway stands in for the door access system (JSON protocol, signed).
+        if settings.door_gateway == "json" and settings.door_gateway_secret:
+            self.door = FakeDoor(settings.secret("door_gateway_secret"), host=self.options.host)
+            env["DOOR_GATEWAY_URL"] = self.door.start()
+            aws.apply_env({"DOOR_GATEWAY_URL": env["DOOR_GATEWAY_URL"]})
 
         aws.create_tables(TABLE_MODELS)
         aws.create_buckets(boto3.client("s3"), aws.bucket_names())
@@ -156,6 +164,8 @@ class LocalStack:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.wecom is not None:
             self.wecom.stop()
+        if self.door is not None:
+            self.door.stop()
         self._aws.stop()
         if self.options.state_file is not None:
             self.options.state_file.unlink(missing_ok=True)
@@ -185,6 +195,8 @@ class LocalStack:
             f"  WeCom      fake at {self.wecom.url}: POST /auth/wecom accepts code-<userid>, once;"
             f" messages sent: {self.wecom.url}/_sent"
             if self.wecom else "  WeCom      not configured for this stage",
+            f"  doors      fake gateway at {self.door.url}: passes {self.door.url}/_passes, log {self.door.url}/_log;"
+            " gate events: make door-events" if self.door else "  doors      no fake gateway for this stage",
             f"  consumers  {consumers}",
             f"  schedules  {jobs}   (run one now: make fire JOB=<name>)",
             "  stop       Ctrl-C",

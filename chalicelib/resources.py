@@ -75,9 +75,9 @@ NOTICE_FANOUT = QueueSpec(key="notice-fanout", name="campus-notice-fanout", batc
 # case and tell the hospital, HR or student affairs, the department head or counselor.
 HEALTH_ALERTS = QueueSpec(key="health-alerts", name="campus-health-alerts")
 
-# Door passes to push to the door gateway (``{pass_id, version}``). Five a batch: each may take two
-# gateway calls of up to 5 s, well inside the consumer's 60 s.
-DOOR_SYNC = QueueSpec(key="door-sync", name="campus-door-sync", batch_size=5)
+# Door passes to push to the door gateway (``{pass_id, version}``). One a batch: an ISAPI grant is up
+# to three calls of up to 10 s each (connect + read), and passes are few: well inside 60 s.
+DOOR_SYNC = QueueSpec(key="door-sync", name="campus-door-sync", batch_size=1)
 QUEUES: tuple[QueueSpec, ...] = (NOTIFICATIONS, WECOM_EVENTS, HALL_HOOKS, NOTICE_FANOUT, HEALTH_ALERTS, DOOR_SYNC)
 
 # S3 buckets, by the setting that names them per stage (names are global in S3, so each stage sets

@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     # A visitor's window is at most this many days; public applications per source address an
     # hour and per ID number a day beyond these are refused (429).
     entry_max_days: int = Field(7, ge=1, le=31)
+    entry_max_lead_days: int = Field(30, ge=1, le=366)  # how far ahead a visit may start
     entry_rate_per_ip_hour: int = Field(20, ge=1, le=10_000)
     entry_rate_per_id_day: int = Field(5, ge=1, le=100)
     # A student's return-to-campus approval opens the gates to their campus card from 12 hours

@@ -204,7 +204,7 @@ def door_store() -> DoorRepository:
 
 def door_passes() -> DoorPasses:
     settings = get_settings()
-    return DoorPasses(store=door_store(), sealer=protector(), queue_sync=queue_door_sync, gateway=door_gateway,
+    return DoorPasses(store=door_store(), sealer=protector(), leases=kv(), queue_sync=queue_door_sync, gateway=door_gateway,
                       notify=notifier(), security=lambda: directory().holders("role:security"), clock=_utc_now,
                       retention=timedelta(days=settings.door_retention_days),
                       retry_base_seconds=settings.door_retry_base_seconds, max_attempts=DOOR_SYNC.max_receive_count)
@@ -237,7 +237,8 @@ def _hikvision(url: str, user: str, password: str, gates: str, timezone_name: st
 def entry_desk() -> EntryDesk:
     settings = get_settings()
     return EntryDesk(hall=hall(), applications=applications(), passes=door_passes(), rates=kv(), sealer=protector(),
-                     clock=_utc_now, max_days=settings.entry_max_days, per_ip_hour=settings.entry_rate_per_ip_hour,
+                     clock=_utc_now, max_days=settings.entry_max_days,
+                     max_lead_days=settings.entry_max_lead_days, per_ip_hour=settings.entry_rate_per_ip_hour,
                      per_id_day=settings.entry_rate_per_id_day, return_pass_days=settings.entry_return_pass_days,
                      all_gates=tuple(settings.gate_doors), card_of=_card_of)
 
@@ -250,7 +251,8 @@ def _card_of(userid: str) -> tuple[str, str]:
 
 def door_log() -> DoorLog:
     settings = get_settings()
-    return DoorLog(store=door_store(), sealer=protector(), claims=kv(), is_member=_is_member, tz=settings.tz,
+    return DoorLog(store=door_store(), sealer=protector(), claims=kv(), is_member=_is_member,
+                   member_of_id=directory().userid_of_id_lookup, tz=settings.tz, clock=_utc_now,
                    max_skew_seconds=settings.door_webhook_max_skew_seconds,
                    retention=timedelta(days=settings.door_retention_days))
 

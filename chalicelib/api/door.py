@@ -12,11 +12,11 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from chalice.app import Request
 from chalice import Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from chalicelib.api import deps
 from chalicelib.api.routing import Area, RequestModel, json_response
@@ -24,7 +24,7 @@ from chalicelib.api.schemas import PageQuery, cursor
 from chalicelib.api.security import authenticated
 from chalicelib.domain.access import Actor, Role
 from chalicelib.domain.door import Contact, Passage
-from chalicelib.domain.door_signature import SignatureError, verify
+from chalicelib.domain.door_signature import SignatureError, signed_time, verify
 from chalicelib.errors import BadRequest, DomainError, Invalid, NotFound, Unauthorized
 from chalicelib.settings import get_settings
 
@@ -50,6 +50,8 @@ class SignedDoor:
 
     def check(self, request: Request) -> None:
         settings = get_settings()
+        if len(request.raw_body or b"") > MAX_BATCH_BYTES:
+            raise Unauthorized(f"Door signature rejected: a batch is at most {MAX_BATCH_BYTES} bytes.")
         try:
             verify(settings.secret("door_webhook_secret"), request.headers.get("x-door-signature"),
                    request.raw_body or b"", self.clock(), settings.door_webhook_max_skew_seconds)
@@ -74,10 +76,7 @@ def receive_door_events(request: Request) -> Response:
     signature, a timestamp more than 5 minutes off or a batch received before: 401, nothing stored.
     Events with bad fields: 400 listing them (``rejected``: index, event id, fields) while the
     good ones of the batch are stored. An event id stored before is not stored again."""
-    body = request.raw_body or b""
-    if len(body) > MAX_BATCH_BYTES:
-        raise BadRequest(f"The batch is larger than {MAX_BATCH_BYTES} bytes.")
-    receipt = deps.door_log().receive(body, request.headers.get("x-door-signature") or "")
+    receipt = deps.door_log().receive(request.raw_body or b"", signed_time(request.headers["x-door-signature"]))
     if receipt.rejected:
         return json_response({"code": "bad_events", "message": f"{len(receipt.rejected)} event(s) were not stored.",
                               "stored": receipt.stored, "duplicates": receipt.duplicates,
@@ -89,6 +88,13 @@ def receive_door_events(request: Request) -> Response:
 class PeriodQuery(RequestModel):
     from_: AwareDatetime = Field(alias="from")
     to: AwareDatetime
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _plausible(cls, value: datetime) -> datetime:
+        if not 2000 <= value.year <= 2100:
+            raise ValueError("must be between the years 2000 and 2100")
+        return value
 
 
 class ContactsQuery(PeriodQuery):

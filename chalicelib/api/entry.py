@@ -28,7 +28,7 @@ from chalicelib.api import deps
 from chalicelib.api.routing import PUBLIC, Area, RequestModel
 from chalicelib.api.security import authenticated
 from chalicelib.domain.access import Actor, Role
-from chalicelib.domain.door import DoorPass, RetryLater
+from chalicelib.domain.door import TOMBSTONE, DoorPass, RetryLater
 from chalicelib.domain.hall import on_transition
 from chalicelib.domain.workflow import Application, Transition
 from chalicelib.errors import Conflict, NotFound, RateLimited
@@ -93,8 +93,8 @@ class VisitorStatus(BaseModel):
                    step=app.chain[app.step].name if app.status == "pending" and app.step is not None else None,
                    visit_start=str(app.data.get("visit_start")), visit_end=str(app.data.get("visit_end")),
                    gates=list(app.data.get("gates") or ()), filed_at=app.filed_at, updated_at=app.updated_at,
-                   pass_state=door_pass.state if door_pass else None,
-                   pass_sync=door_pass.sync_status if door_pass else None)
+                   pass_state=door_pass.state if door_pass and door_pass.kind != TOMBSTONE else None,
+                   pass_sync=door_pass.sync_status if door_pass and door_pass.kind != TOMBSTONE else None)
 
 
 class VisitorReceipt(VisitorStatus):
@@ -179,7 +179,7 @@ def _check_app_id(app_id: str) -> None:
             policy=ANYONE, response=PassView, errors=(NotFound,))
 def get_door_pass(pass_id: str, actor: Actor) -> PassView:
     item = deps.door_passes().store.get_pass(pass_id) if _looks_like_app_id(pass_id) else None
-    if item is None or not (actor.has(Role.SECURITY) or actor.userid in (item.host, item.person)):
+    if item is None or item.kind == TOMBSTONE or not (actor.has(Role.SECURITY) or actor.userid in (item.host, item.person)):
         raise NotFound("No such pass.")
     if actor.userid != item.person:
         deps.audit().record(subject=f"person#{item.person}", actor=actor.userid, action="door_pass.read",
@@ -191,10 +191,12 @@ def get_door_pass(pass_id: str, actor: Actor) -> PassView:
             policy=SECURITY, body=RevokeBody, response=PassView, errors=(NotFound, Conflict))
 def revoke_door_pass(pass_id: str, body: RevokeBody, actor: Actor) -> PassView:
     """The gates stop opening for it as soon as the door system has the revoke (``sync_status``)."""
-    item = deps.door_passes().revoke(pass_id, f"revoked by security: {body.reason}") \
-        if _looks_like_app_id(pass_id) else None
-    if item is None:
+    passes = deps.door_passes()
+    current = passes.store.get_pass(pass_id) if _looks_like_app_id(pass_id) else None
+    if current is None or current.kind == TOMBSTONE:
         raise NotFound("No such pass.")
+    item = passes.revoke(pass_id, f"revoked by security: {body.reason}")
+    assert item is not None  # a pass, once stored, is never deleted before its TTL
     deps.audit().record(subject=f"person#{item.person}", actor=actor.userid, action="door_pass.revoke",
                         detail={"pass_id": pass_id})
     return PassView.of(item)

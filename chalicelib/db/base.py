@@ -12,6 +12,7 @@ import functools
 from typing import Any
 
 from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
 
 from chalicelib.settings import get_settings
@@ -56,3 +57,19 @@ def logical_name(model: type[Model]) -> str:
     if not isinstance(descriptor, TableName):
         raise TypeError(f"{model.__name__}.Meta.table_name must be a TableName")
     return descriptor.logical_name
+
+
+def conditional_failed(exc: PutError | UpdateError) -> bool:
+    """The write was refused because its condition did not hold (not an outage)."""
+    return exc.cause_response_code == "ConditionalCheckFailedException"
+
+
+def save_if(item: Model, condition: Any) -> bool:
+    """Put ``item`` if ``condition`` holds; ``False`` (nothing written) if it does not."""
+    try:
+        item.save(condition=condition)
+    except PutError as exc:
+        if conditional_failed(exc):
+            return False
+        raise
+    return True

@@ -166,6 +166,12 @@ class DirectoryRepository:
         except DoesNotExist:
             return None
 
+    def userid_of_id_lookup(self, id_lookup: str) -> str | None:
+        """The member whose ID number has this keyed hash (``by_id_lookup``), if any."""
+        for model in PersonModel.by_id_lookup.query(id_lookup, limit=1):
+            return model.userid
+        return None
+
     def get_people(self, userids: Sequence[str]) -> dict[str, PersonRecord]:
         """People by userid (strongly consistent BatchGetItem, 100 keys a call); missing ones are absent."""
         if not userids:

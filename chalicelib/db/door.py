@@ -28,12 +28,12 @@ from datetime import datetime
 from typing import Any
 
 from pynamodb.attributes import ListAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.operand import Path, Value
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
-from chalicelib.db.base import TableMeta, TableName
+from chalicelib.db.base import TableMeta, TableName, conditional_failed, save_if
 from chalicelib.domain.door import DoorPass, Passage, Presence
 
 
@@ -78,7 +78,7 @@ class DoorPassModel(Model):
     credential_kind = UnicodeAttribute()
     credential_sealed = UnicodeAttribute()  # AES-GCM; opened only to call the door gateway
     credential_masked = UnicodeAttribute()
-    credential_key = UnicodeAttribute()
+    credential_key = UnicodeAttribute(null=True)  # absent on a tombstone (an index key cannot be empty)
     gates = ListAttribute(of=UnicodeAttribute)
     valid_from = UnicodeAttribute()
     valid_to = UnicodeAttribute()
@@ -106,6 +106,7 @@ _PASS_FIELDS = ("pass_id", "version", "person", "name", "kind", "host", "credent
 def _pass_model(item: DoorPass, expires_at: datetime) -> DoorPassModel:
     model = DoorPassModel(**{name: getattr(item, name) for name in _PASS_FIELDS})
     model.gates = list(item.gates)
+    model.credential_key = item.credential_key or None
     model.live = "granted" if item.state == "granted" else None
     model.sync_due = item.sync_status if item.sync_status != "synced" else None
     model.expires_at = expires_at
@@ -116,6 +117,7 @@ def _pass(model: DoorPassModel) -> DoorPass:
     values: dict[str, Any] = {name: getattr(model, name) for name in _PASS_FIELDS}
     values["version"] = int(model.version)
     values["synced_version"] = int(model.synced_version or 0)
+    values["credential_key"] = model.credential_key or ""
     return DoorPass(gates=tuple(model.gates or ()), **values)
 
 
@@ -217,26 +219,28 @@ class DoorRepository:
 
     def create_pass(self, item: DoorPass, expires_at: datetime) -> bool:
         """Store a new pass; ``False`` (nothing written) if the pass exists."""
-        return _save_if(_pass_model(item, expires_at), DoorPassModel.pass_id.does_not_exist())
+        return save_if(_pass_model(item, expires_at), DoorPassModel.pass_id.does_not_exist())
 
     def save_pass(self, item: DoorPass, expected_version: int, expires_at: datetime) -> bool:
         """Store a new version of a pass; ``False`` if its version is no longer ``expected_version``."""
-        return _save_if(_pass_model(item, expires_at), DoorPassModel.version == expected_version)
+        return save_if(_pass_model(item, expires_at), DoorPassModel.version == expected_version)
 
-    def mark_sync(self, pass_id: str, version: int, status: str, error: str | None, now: str) -> bool:
+    def mark_sync(self, pass_id: str, version: int, status: str, error: str | None, now: str,
+                  due: str | None = None) -> bool:
         """Record the outcome of pushing ``version``; ``False`` if the pass moved on meanwhile (the
-        newer version's own message reports its outcome)."""
+        newer version's own message reports its outcome). ``due`` is what the sweep looks for
+        (``pending``, ``failed``; ``refused`` is left to a person); a synced pass is due nothing."""
         actions = [DoorPassModel.sync_status.set(status), DoorPassModel.updated_at.set(now)]
         if status == "synced":
             actions += [DoorPassModel.synced_version.set(version), DoorPassModel.sync_due.remove(),
                         DoorPassModel.sync_error.remove()]
         else:
-            actions += [DoorPassModel.sync_due.set(status)]
+            actions += [DoorPassModel.sync_due.set(due or status)]
             actions.append(DoorPassModel.sync_error.set(error) if error else DoorPassModel.sync_error.remove())
         try:
             DoorPassModel(pass_id).update(actions=actions, condition=DoorPassModel.version == version)
         except UpdateError as exc:
-            if _conditional_failed(exc):
+            if conditional_failed(exc):
                 return False
             raise
         return True
@@ -263,7 +267,7 @@ class DoorRepository:
         model = PassageModel(**{name: getattr(passage, name) for name in _PASSAGE_FIELDS})
         model.gate_day = gate_day
         model.expires_at = expires_at
-        return _save_if(model, PassageModel.event_id.does_not_exist())
+        return save_if(model, PassageModel.event_id.does_not_exist())
 
     def count_passage(self, day: str, gate: str, hour: int, expires_at: datetime) -> None:
         DoorCountModel._get_connection().update_item(
@@ -298,7 +302,7 @@ class DoorRepository:
         model = PresenceModel(person=presence.person, person_kind=presence.person_kind, latest=presence.latest,
                               gate=presence.gate, direction=presence.direction,
                               inside="in" if presence.direction == "in" else None, expires_at=expires_at)
-        return _save_if(model, PresenceModel.person.does_not_exist() | (PresenceModel.latest < presence.latest))
+        return save_if(model, PresenceModel.person.does_not_exist() | (PresenceModel.latest < presence.latest))
 
     def inside(self, limit: int, after: str | None) -> tuple[list[Presence], str | None]:
         """People whose latest passage is ``in``, latest first, a page at a time."""
@@ -311,21 +315,6 @@ class DoorRepository:
         page = [Presence(m.person, m.person_kind, m.latest, m.gate, m.direction) for m in result]
         key = result.last_evaluated_key
         return page, (f"{key['latest']['S']}|{key['person']['S']}" if key and len(page) == limit else None)
-
-
-def _conditional_failed(exc: PutError | UpdateError) -> bool:
-    return exc.cause_response_code == "ConditionalCheckFailedException"
-
-
-def _save_if(item: Model, condition: Any) -> bool:
-    """Put ``item`` if ``condition`` holds; ``False`` (nothing written) if it does not."""
-    try:
-        item.save(condition=condition)
-    except PutError as exc:
-        if _conditional_failed(exc):
-            return False
-        raise
-    return True
 
 
 MODELS: tuple[type[Model], ...] = (DoorPassModel, PassageModel, PresenceModel, DoorCountModel)

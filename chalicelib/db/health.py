@@ -36,12 +36,12 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.operand import Path, Value
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
-from chalicelib.db.base import TableMeta, TableName
+from chalicelib.db.base import TableMeta, TableName, conditional_failed, save_if
 from chalicelib.domain.health import DayFigures, StoredCase, StoredReport, Unit
 from chalicelib.errors import Conflict
 
@@ -196,21 +196,17 @@ def _case(model: HealthCaseModel) -> StoredCase:
     )
 
 
-def _conditional_failed(exc: PutError | UpdateError) -> bool:
-    return exc.cause_response_code == "ConditionalCheckFailedException"
-
-
 class HealthRepository:
     """Reads and writes of reports, counters and cases, in domain terms."""
 
     # -- reports --------------------------------------------------------------------------------
     def create_report(self, report: StoredReport) -> bool:
         """Store the first report of a person's day; ``False`` if one exists (nothing written)."""
-        return _save_if(_report_model(report), HealthReportModel.userid.does_not_exist())
+        return save_if(_report_model(report), HealthReportModel.userid.does_not_exist())
 
     def replace_report(self, report: StoredReport, expected_version: int) -> bool:
         """Store a new version over ``expected_version``; ``False`` if it changed meanwhile."""
-        return _save_if(_report_model(report), HealthReportModel.version == expected_version)
+        return save_if(_report_model(report), HealthReportModel.version == expected_version)
 
     def get_report(self, userid: str, day: str, *, consistent: bool = False) -> StoredReport | None:
         try:
@@ -235,7 +231,7 @@ class HealthRepository:
             HealthReportModel(userid, day).update(actions=[HealthReportModel.alert_pending.remove()],
                                                   condition=HealthReportModel.version == version)
         except UpdateError as exc:
-            if not _conditional_failed(exc):
+            if not conditional_failed(exc):
                 raise
 
     def pending_alerts(self, older_than: str) -> list[tuple[str, str, int]]:
@@ -345,10 +341,10 @@ class HealthRepository:
             return None
 
     def create_case(self, case: StoredCase) -> bool:
-        return _save_if(_case_model(case), HealthCaseModel.case_id.does_not_exist())
+        return save_if(_case_model(case), HealthCaseModel.case_id.does_not_exist())
 
     def save_case(self, case: StoredCase, expected_version: int) -> bool:
-        return _save_if(_case_model(case), HealthCaseModel.version == expected_version)
+        return save_if(_case_model(case), HealthCaseModel.version == expected_version)
 
     def cases(self, state: str, *, after: str | None = None) -> Iterator[StoredCase]:
         """Cases of a state, oldest first, from after the ``opened_at#case_id`` position."""
@@ -363,17 +359,6 @@ def _number(value: int) -> Value:
     return Value(value, attribute=NumberAttribute())
 
 
-def _save_if(item: Model, condition: Any) -> bool:
-    """Put ``item`` if ``condition`` holds; ``False`` (nothing written) if it does not."""
-    try:
-        item.save(condition=condition)
-    except PutError as exc:
-        if _conditional_failed(exc):
-            return False
-        raise
-    return True
-
-
 def _update_if(row: HealthDayModel, actions: Sequence[Any], condition: Any) -> bool:
     # Through the table connection, returning nothing: ``Model.update`` would read back the whole
     # row (every person counted), growing each filing's response with the size of its unit.
@@ -381,7 +366,7 @@ def _update_if(row: HealthDayModel, actions: Sequence[Any], condition: Any) -> b
         HealthDayModel._get_connection().update_item(row.day, row.unit, actions=list(actions), condition=condition,
                                                      return_values="NONE")
     except UpdateError as exc:
-        if _conditional_failed(exc):
+        if conditional_failed(exc):
             return False
         raise
     return True

@@ -90,7 +90,8 @@ class PassStore(Protocol):
     def get_pass(self, pass_id: str) -> DoorPass | None: ...
     def create_pass(self, item: DoorPass, expires_at: datetime) -> bool: ...
     def save_pass(self, item: DoorPass, expected_version: int, expires_at: datetime) -> bool: ...
-    def mark_sync(self, pass_id: str, version: int, status: str, error: str | None, now: str) -> bool: ...
+    def mark_sync(self, pass_id: str, version: int, status: str, error: str | None, now: str,
+                  due: str | None = None) -> bool: ...
     def ended_passes(self, before: str) -> list[str]: ...
     def stalled_passes(self, status: str, before: str) -> list[tuple[str, int]]: ...
 
@@ -99,6 +100,14 @@ class Sealer(Protocol):
     def seal(self, field: str, value: str) -> str: ...
     def open(self, field: str, token: str) -> str: ...
     def lookup_key(self, field: str, value: str) -> str: ...
+
+
+class Leases(Protocol):
+    def claim(self, key: str, ttl_seconds: float, value: str = "") -> bool: ...
+    def release(self, key: str) -> None: ...
+
+
+TOMBSTONE = "none"  # the kind of a pass revoked before it existed: it never opens a door
 
 
 class RetryLater(Exception):
@@ -110,7 +119,7 @@ class RetryLater(Exception):
 
 
 CREDENTIAL_FIELD = "door.credential"
-ID_LOOKUP_FIELD = "door.id_number"
+ID_LOOKUP_FIELD = "id_number"  # the directory keys members' ID numbers the same way
 CARD_LOOKUP_FIELD = "door.card"
 _MAX_DELAY = 900  # seconds; SQS's longest visibility change we use between tries
 
@@ -126,6 +135,7 @@ class DoorPasses:
 
     store: PassStore
     sealer: Sealer
+    leases: Leases
     queue_sync: Callable[[str, int], None]
     gateway: Callable[[], DoorGateway]
     notify: Callable[[Notification], int]
@@ -172,7 +182,11 @@ class DoorPasses:
         for _ in range(3):
             current = self.store.get_pass(pass_id)
             if current is None:
-                return None
+                # No pass yet: leave a revoked one, so a grant racing this (an approval saved just
+                # before the cancel, or a hook rerun) finds it and grants nothing.
+                if self.store.create_pass(self._tombstone(pass_id, because), self.clock() + self.retention):
+                    return None
+                continue
             if current.state == "revoked":
                 self._queue_if_due(current)
                 return current
@@ -186,14 +200,20 @@ class DoorPasses:
     def expire(self) -> int:
         """Revoke every granted pass whose window has ended. Returns how many."""
         ended = self.store.ended_passes(utc_iso(self.clock()))
+        revoked = 0
         for pass_id in ended:
-            self.revoke(pass_id, "expired")
-        return len(ended)
+            try:
+                self.revoke(pass_id, "expired")
+                revoked += 1
+            except Conflict:  # busy with another change: the next run sees it again
+                logger.warning("pass not expired this run", extra={"pass_id": pass_id})
+        return revoked
 
     def sweep(self, older_than: timedelta = timedelta(minutes=15)) -> int:
         """Queue again passes left ``pending`` (a lost enqueue) or ``failed`` (the gateway was down
         longer than the retries) for longer than ``older_than``. Returns how many."""
         before = utc_iso(self.clock() - older_than)
+        # Passes the gateway refused (``refused``) are left to a person: the security office was told.
         stalled = self.store.stalled_passes("pending", before) + self.store.stalled_passes("failed", before)
         for pass_id, version in stalled:
             self.queue_sync(pass_id, version)
@@ -210,8 +230,19 @@ class DoorPasses:
         Raises:
             RetryLater: the gateway is unavailable; the message should come back after the delay.
         """
+        # One push of a pass at a time: a slow grant must not land after the revoke that followed
+        # it (a door system like ISAPI has no versions to sort them out).
+        lease = f"door-sync:{pass_id}"
+        if not self.leases.claim(lease, 120):
+            raise RetryLater(5)
+        try:
+            return self._sync(pass_id, version, attempt)
+        finally:
+            self.leases.release(lease)
+
+    def _sync(self, pass_id: str, version: int, attempt: int) -> str:
         item = self.store.get_pass(pass_id)
-        if item is None:
+        if item is None or item.kind == TOMBSTONE:
             return "gone"
         if version < item.version:
             return "superseded"
@@ -225,18 +256,18 @@ class DoorPasses:
         try:
             self.gateway().apply(command)
         except GatewayRejected as exc:
-            return self._failed(item, f"refused: {exc}")
+            return self._failed(item, f"refused: {exc}", due="refused")
         except GatewayUnavailable as exc:
             if attempt >= self.max_attempts:
                 return self._failed(item, f"unavailable: {exc}")
             self.store.mark_sync(item.pass_id, item.version, "pending", f"unavailable: {exc}",
-                                 utc_iso(self.clock()))
+                                 utc_iso(self.clock()), due="pending")
             raise RetryLater(min(_MAX_DELAY, self.retry_base_seconds * 2 ** (attempt - 1))) from None
         self.store.mark_sync(item.pass_id, item.version, "synced", None, utc_iso(self.clock()))
         return "synced"
 
-    def _failed(self, item: DoorPass, reason: str) -> str:
-        if self.store.mark_sync(item.pass_id, item.version, "failed", reason[:200], utc_iso(self.clock())):
+    def _failed(self, item: DoorPass, reason: str, due: str = "failed") -> str:
+        if self.store.mark_sync(item.pass_id, item.version, "failed", reason[:200], utc_iso(self.clock()), due=due):
             officers = self.security()
             if officers:
                 what = "开通" if item.state == "granted" else "撤销"
@@ -261,6 +292,13 @@ class DoorPasses:
 
     def _expires(self, item: DoorPass) -> datetime:
         return parse_utc(item.valid_to) + self.retention
+
+    def _tombstone(self, pass_id: str, because: str) -> DoorPass:
+        now = utc_iso(self.clock())
+        return DoorPass(pass_id=pass_id, version=1, person="", name="", kind=TOMBSTONE, host=None,
+                        credential_kind="", credential_sealed="", credential_masked="", credential_key="",
+                        gates=(), valid_from=now, valid_to=now, state="revoked", revoked_because=because,
+                        sync_status="synced", synced_version=1, sync_error=None, created_at=now, updated_at=now)
 
 
 # -- passages -----------------------------------------------------------------------------------
@@ -332,6 +370,11 @@ class PassageStore(Protocol):
 
 class Claims(Protocol):
     def claim(self, key: str, ttl_seconds: float, value: str = "") -> bool: ...
+    def release(self, key: str) -> None: ...
+
+
+MAX_EVENT_AGE = timedelta(days=30)  # a door system catching up after an outage
+MAX_EVENT_AHEAD = timedelta(hours=1)  # clock drift of a gate controller
 
 
 @dataclass(frozen=True)
@@ -354,39 +397,56 @@ class DoorLog:
     sealer: Sealer
     claims: Claims
     is_member: Callable[[str], bool]
+    member_of_id: Callable[[str], str | None]  # the member whose ID number has this lookup key
     tz: tzinfo
+    clock: Callable[[], datetime]
     max_skew_seconds: int = 300
     retention: timedelta = timedelta(days=180)
 
-    def receive(self, body: bytes, signature: str) -> Receipt:
-        """Store the good events of a batch whose ``signature`` was verified (each once), and list
+    def receive(self, body: bytes, signed_at: int) -> Receipt:
+        """Store the good events of a batch whose signature was verified (each once), and list
         the bad ones.
 
         Raises:
-            Unauthorized: the batch was received before (a replay; nothing is stored).
+            Unauthorized: this body with this signed time was received before (a replay; nothing is
+                stored).
             BadRequest: the body is not a JSON object with an ``events`` list of at most 500.
         """
-        # A signature is good for the whole window: remembering it that long stops replays.
-        digest = hashlib.sha256(signature.encode()).hexdigest()
-        if not self.claims.claim(f"door-webhook:{digest}", 2 * self.max_skew_seconds + 60):
+        # What was signed is "<t>.<body>": remembered as long as the signature is good, it stops
+        # replays however the header is spelled. It is forgotten if this call fails, so the door
+        # system's retry of the same request is not taken for a replay.
+        replay = "door-webhook:" + hashlib.sha256(f"{signed_at}.".encode() + body).hexdigest()
+        if not self.claims.claim(replay, 2 * self.max_skew_seconds + 60):
             raise Unauthorized("Door signature rejected: this batch was received already (replay).")
         try:
+            return self._receive(body)
+        except Exception:
+            self.claims.release(replay)
+            raise
+
+    def _receive(self, body: bytes) -> Receipt:
+        try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest("The body is not JSON.") from None
         events = payload.get("events") if isinstance(payload, dict) else None
         if not isinstance(events, list) or len(events) > MAX_EVENTS:
             raise BadRequest(f"The body must be an object with an 'events' list of at most {MAX_EVENTS}.")
+        now = self.clock()
         stored = duplicates = 0
         rejected: list[dict[str, Any]] = []
         for index, raw in enumerate(events):
+            event_id = raw.get("event_id") if isinstance(raw, dict) and isinstance(raw.get("event_id"), str) \
+                and len(raw["event_id"]) <= 64 else None
             try:
                 event = DoorEvent.model_validate(raw)
             except ValidationError as exc:
-                rejected.append({"index": index, "event_id": raw.get("event_id") if isinstance(raw, dict) and
-                                 isinstance(raw.get("event_id"), str) else None,
+                rejected.append({"index": index, "event_id": event_id,
                                  "errors": sorted({".".join(str(p) for p in e["loc"]) or "event"
                                                    for e in exc.errors(include_input=False, include_url=False)})})
+                continue
+            if not now - MAX_EVENT_AGE <= event.at <= now + MAX_EVENT_AHEAD:
+                rejected.append({"index": index, "event_id": event_id, "errors": ["at"]})
                 continue
             if self.record(event):
                 stored += 1
@@ -419,6 +479,9 @@ class DoorLog:
             return event.userid, "member", masked
         if event.credential_kind == "id_card" and event.id_number:
             key = self.sealer.lookup_key(ID_LOOKUP_FIELD, event.id_number)
+            member = self.member_of_id(key)
+            if member is not None:
+                return member, "member", mask_id_number(event.id_number)
             known = self.store.pass_of_credential(key, utc_iso(event.at))
             return (known[0] if known else id_person(key)), ("visitor" if known else "unknown"), \
                 mask_id_number(event.id_number)
@@ -470,10 +533,13 @@ def contacts(mine: Sequence[Passage], read_gate: Callable[[str, datetime, dateti
              window: timedelta) -> list[Contact]:
     """Everyone who passed a gate within ``window`` of one of ``mine`` there, with each overlap.
 
+    Only passages that went through count (``granted``): a denied swipe is not a passage.
+
     Each gate is read once per merged stretch of time (nearby passages of mine share one query),
     and an overlap is a pair (my passage, their passage) at the same gate at most ``window`` apart.
     Ordered by number of overlaps (most first), then person.
     """
+    mine = [p for p in mine if p.result == "granted"]
     if not mine:
         return []
     me = mine[0].person
@@ -485,7 +551,7 @@ def contacts(mine: Sequence[Passage], read_gate: Callable[[str, datetime, dateti
         times.sort()
         for start, end in merge_windows(times, window):
             for other in read_gate(gate, start, end):
-                if other.person == me:
+                if other.person == me or other.result != "granted":
                     continue
                 theirs = parse_utc(other.at)
                 near = [t for t in times if abs(t - theirs) <= window]

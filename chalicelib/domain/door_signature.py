@@ -55,9 +55,17 @@ def _parse(header: str) -> tuple[int, list[str]]:
         elif key == "v1":
             signatures.append(value.lower())
     # Exactly one timestamp: two would make it ambiguous which one was signed.
-    if len(timestamps) != 1 or not timestamps[0].isascii() or not timestamps[0].isdigit() or not signatures:
+    # At most 12 digits and no leading zero: one timestamp has one spelling (replays are keyed on
+    # it) and no huge number reaches the arithmetic.
+    if (len(timestamps) != 1 or not timestamps[0].isascii() or not timestamps[0].isdigit() or not signatures
+            or len(timestamps[0]) > 12 or (len(timestamps[0]) > 1 and timestamps[0].startswith("0"))):
         raise SignatureError("malformed")
     return int(timestamps[0]), signatures
+
+
+def signed_time(header: str) -> int:
+    """The ``t`` of a header :func:`verify` accepted. Raises: SignatureError("malformed")."""
+    return _parse(header)[0]
 
 
 def verify(secret: str, header: str | None, body: bytes, now: float, tolerance: int = DEFAULT_TOLERANCE) -> int:

@@ -61,6 +61,7 @@ class EntryDesk:
     sealer: Opener
     clock: Callable[[], datetime]
     max_days: int = 7
+    max_lead_days: int = 30  # how far ahead a visit may start
     per_ip_hour: int = 20
     per_id_day: int = 5
     return_pass_days: int = 30
@@ -165,6 +166,8 @@ class EntryDesk:
         now = self.clock()
         if start < now - START_GRACE:
             problems["visit_start"] = "is in the past"
+        elif start > now + timedelta(days=self.max_lead_days):
+            problems["visit_start"] = f"a visit may be booked at most {self.max_lead_days} days ahead"
         if end <= start:
             problems["visit_end"] = "must be after visit_start"
         elif end - start > timedelta(days=self.max_days):

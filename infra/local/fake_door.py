@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from chalicelib.domain.door_signature import SignatureError, verify
+from infra.local.peer import LoopbackPeer
 
 SIGNATURE_HEADER = "X-Door-Signature"
 _PASSES_PREFIX = "/passes/"
@@ -69,11 +70,13 @@ def _command_problem(command: Any, pass_id: str, idempotency_key: str | None) ->
     return None
 
 
-class FakeDoor:
+class FakeDoor(LoopbackPeer):
     """A fake door gateway checking signatures with ``secret``. Start it, point a gateway at ``url``.
 
     ``clock`` (unix seconds) is what signatures are checked against, and stamps ``log`` entries.
     """
+
+    peer_name = "fake-door"
 
     def __init__(
         self,
@@ -90,44 +93,9 @@ class FakeDoor:
         self.log: list[dict[str, Any]] = []
         self._down = False
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> str:
-        """Serve in a daemon thread; returns the base URL, e.g. ``http://127.0.0.1:54321``."""
-        if self._server is not None:
-            raise RuntimeError("FakeDoor is already started")
-        self._server = _Server(self._address, _Handler, self)
-        # A short poll interval keeps stop() quick: shutdown() waits for the next poll.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-door", daemon=True
-        )
-        self._thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> FakeDoor:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeDoor is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def _make_server(self) -> _Server:
+        return _Server(self._address, _Handler, self)
 
     def outage(self, down: bool) -> None:
         """While ``down``, answer every protocol request with HTTP 503 and record nothing."""

@@ -42,6 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from chalicelib.integrations.wecom_crypto import CallbackCrypto
+from infra.local.peer import LoopbackPeer
 
 TOKEN_LIFETIME = 7200
 CODE_PREFIX = "code-"
@@ -64,13 +65,15 @@ def _ok(**fields: Any) -> Answer:
     return 200, {"errcode": 0, "errmsg": "ok", **fields}
 
 
-class FakeWeCom:
+class FakeWeCom(LoopbackPeer):
     """A fake WeCom for one application (corp id + secret). Start it, point a client at ``url``.
 
     ``members`` maps userid -> ``{"name", "department": [ids], "status": 1 active / 5 left, ...}``
     (any other field is returned by ``user/get``); ``departments`` are ``{"id", "parentid", "order"}``
     (default: the root department 1). ``clock`` (seconds) drives the per-member rate windows.
     """
+
+    peer_name = "fake-wecom"
 
     def __init__(
         self,
@@ -113,44 +116,9 @@ class FakeWeCom:
             ("POST", "/cgi-bin/user/list_id"): self._user_list_id,
             ("GET", "/cgi-bin/user/get"): self._user_get,
         }
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> str:
-        """Serve in a daemon thread; returns the base URL, e.g. ``http://127.0.0.1:54321``."""
-        if self._server is not None:
-            raise RuntimeError("FakeWeCom is already started")
-        self._server = _Server(self._address, _Handler, self)
-        # A short poll interval keeps stop() quick: shutdown() waits for the next poll.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-wecom", daemon=True
-        )
-        self._thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> FakeWeCom:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeWeCom is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def _make_server(self) -> _Server:
+        return _Server(self._address, _Handler, self)
 
     # --- test hooks -----------------------------------------------------------------------------
 

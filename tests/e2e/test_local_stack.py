@@ -57,6 +57,7 @@ def test_the_banner_tells_the_url_the_stage_and_how_to_get_a_token(stack):
     assert f"API        {stack.url}   (stage local)" in log
     assert f"token      curl -s -X POST {stack.url}/auth/dev-login" in log
     assert "WeCom      fake at http://127.0.0.1:" in log
+    assert "doors      fake gateway at http://127.0.0.1:" in log
     assert "demo campus: 9 departments" in log
 
 
@@ -66,7 +67,7 @@ def test_fire_names_the_jobs_when_the_job_is_unknown(stack):
         cwd=PROJECT_DIR, env=clean_env(), capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
-    assert ("No scheduled job 'no_such_job'. Jobs: resend_health_alerts, send_daily_health_summary, "
+    assert ("No scheduled job 'no_such_job'. Jobs: expire_entry_passes, resend_health_alerts, send_daily_health_summary, "
             "send_report_reminders, sync_wecom_directory." in result.stderr)
 
 

@@ -79,6 +79,7 @@ def client_get(client: Client, token: str, path: str) -> tuple[int, Any]:
 
 @pytest.mark.parametrize("attack", ["tampered body", "tampered signature", "wrong secret", "stale", "future",
                                     "missing", "replay"])
+@time_machine.travel(NOON, tick=True)
 def test_tampered_stale_and_replayed_batches_are_refused_and_store_nothing(client: Client, attack: str) -> None:
     raw = json.dumps({"events": [event("s001", NOON)]}).encode()
     now = int(time.time())
@@ -102,6 +103,7 @@ def test_tampered_stale_and_replayed_batches_are_refused_and_store_nothing(clien
     assert stored() == []
 
 
+@time_machine.travel(NOON, tick=True)
 def test_malformed_events_are_listed_while_the_good_ones_are_stored(client: Client) -> None:
     good = event("s001", NOON)
     bad_direction = event("s002", NOON, direction="sideways")

@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timezone
 
 import responses
+import time_machine
 from chalice.test import Client
 
 from chalicelib.api import deps
@@ -45,6 +46,7 @@ def test_the_sample_expiry_run_revokes_what_ended_before_it(client: Client) -> N
     assert answer["revoked"] == 1
 
 
+@time_machine.travel(datetime(2026, 11, 30, 1, 0, tzinfo=timezone.utc), tick=True)
 def test_the_sample_door_events_are_stored(client: Client) -> None:
     raw = sample("door_event_in.json")
     response = client.http.post("/webhooks/door/events", body=raw, headers={

@@ -252,7 +252,8 @@ def _card_of(userid: str) -> tuple[str, str]:
 def door_log() -> DoorLog:
     settings = get_settings()
     return DoorLog(store=door_store(), sealer=protector(), claims=kv(), is_member=_is_member,
-                   member_of_id=directory().userid_of_id_lookup, tz=settings.tz, clock=_utc_now,
+                   member_of_id=directory().userid_of_id_lookup, member_of_card=directory().userid_of_card,
+                   tz=settings.tz, clock=_utc_now,
                    max_skew_seconds=settings.door_webhook_max_skew_seconds,
                    retention=timedelta(days=settings.door_retention_days))
 

@@ -7,6 +7,7 @@ Access patterns and the keys that serve them (no Scan anywhere):
 * students of a class, in userid order         -> ``people`` GSI ``by_class`` (sparse: students only)
 * everyone of a person type (notices, health rosters) -> ``people`` GSI ``by_type`` (name, unit, status)
 * a person by ID-card number (door events)     -> ``people`` GSI ``by_id_lookup`` (keyed hash, sparse)
+* a person by campus card number (door events) -> ``people`` GSI ``by_card_no`` (sparse)
 * a department / a class (with its counselors) -> ``departments`` / ``classes`` tables, hash key
 * who holds an approval authority                -> ``authorities`` table (``role:hr``, ``dept_head:cs``,
   ``counselor:cs2001``), written with every person; a row outlives a lost authority harmlessly,
@@ -100,6 +101,14 @@ class ByIdLookup(GlobalSecondaryIndex["PersonModel"]):
     id_lookup = UnicodeAttribute(hash_key=True)
 
 
+class ByCardNo(GlobalSecondaryIndex["PersonModel"]):
+    class Meta:
+        index_name = "by_card_no"
+        projection = KeysOnlyProjection()
+
+    card_no = UnicodeAttribute(hash_key=True)
+
+
 class PersonModel(Model):
     class Meta(TableMeta):
         table_name = TableName("people")
@@ -125,6 +134,7 @@ class PersonModel(Model):
     by_class = ByClass()
     by_type = ByType()
     by_id_lookup = ByIdLookup()
+    by_card_no = ByCardNo()
 
 
 class AuthorityModel(Model):
@@ -165,6 +175,12 @@ class DirectoryRepository:
             return to_record(PersonModel.get(userid, consistent_read=consistent))
         except DoesNotExist:
             return None
+
+    def userid_of_card(self, card_no: str) -> str | None:
+        """The member holding this campus card (``by_card_no``), if any."""
+        for model in PersonModel.by_card_no.query(card_no, limit=1):
+            return model.userid
+        return None
 
     def userid_of_id_lookup(self, id_lookup: str) -> str | None:
         """The member whose ID number has this keyed hash (``by_id_lookup``), if any."""

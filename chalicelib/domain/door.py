@@ -398,6 +398,7 @@ class DoorLog:
     claims: Claims
     is_member: Callable[[str], bool]
     member_of_id: Callable[[str], str | None]  # the member whose ID number has this lookup key
+    member_of_card: Callable[[str], str | None]  # the member holding this campus card
     tz: tzinfo
     clock: Callable[[], datetime]
     max_skew_seconds: int = 300
@@ -486,8 +487,11 @@ class DoorLog:
             return (known[0] if known else id_person(key)), ("visitor" if known else "unknown"), \
                 mask_id_number(event.id_number)
         if event.card_number:
-            if self.is_member(event.card_number):  # campus card numbers are the holders' userids
-                return event.card_number, "member", mask_card(event.card_number)
+            member = self.member_of_card(event.card_number)
+            if member is None and self.is_member(event.card_number):
+                member = event.card_number  # a card numbered with its holder's userid
+            if member is not None:
+                return member, "member", mask_card(event.card_number)
             key = self.sealer.lookup_key(CARD_LOOKUP_FIELD, event.card_number)
             return f"card-{key[:24]}", "unknown", mask_card(event.card_number)
         return f"unknown-{hashlib.sha256(event.event_id.encode()).hexdigest()[:24]}", "unknown", None

@@ -155,6 +155,17 @@ def test_a_members_id_card_is_the_member(client: Client, tokens: Tokens) -> None
     assert (row.person, row.person_kind) == ("t002", "member")
 
 
+def test_a_members_campus_card_is_the_member_even_without_a_userid(client: Client, tokens: Tokens) -> None:
+    PersonModel.get("s003").update(actions=[PersonModel.card_no.set("C20010003")])
+    now = datetime.now(timezone.utc)
+    raw = json.dumps({"events": [{"event_id": "e1", "gate": "east", "direction": "in", "at": now.isoformat(),
+                                  "credential_kind": "campus_card", "card_number": "C20010003",
+                                  "result": "granted"}]}).encode()
+    assert post(client, raw, sign(WEBHOOK_SECRET, raw, int(time.time())))[0] == 200
+    [row] = list(PassageModel.scan())
+    assert (row.person, row.person_kind, row.credential_masked) == ("s003", "member", "*****0003")
+
+
 def test_tracing_refuses_absurd_periods_with_a_422(client: Client, tokens: Tokens) -> None:
     response = client.http.get("/trace/people/s001/passages?from=9999-12-31T00:00:00%2B00:00&to=9999-12-31T23:59:59"
                                "-14:00", headers={"Authorization": f"Bearer {tokens['bw01']}"})

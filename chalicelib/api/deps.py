@@ -206,6 +206,7 @@ def door_passes() -> DoorPasses:
     settings = get_settings()
     return DoorPasses(store=door_store(), sealer=protector(), leases=kv(), queue_sync=queue_door_sync, gateway=door_gateway,
                       notify=notifier(), security=lambda: directory().holders("role:security"), clock=_utc_now,
+                      audit=audit(),
                       retention=timedelta(days=settings.door_retention_days),
                       retry_base_seconds=settings.door_retry_base_seconds, max_attempts=DOOR_SYNC.max_receive_count)
 

@@ -178,28 +178,18 @@ def _check_app_id(app_id: str) -> None:
 @area.route("/entry/passes/{pass_id}", "GET", summary="A door pass and its sync status (security, host, holder)",
             policy=ANYONE, response=PassView, errors=(NotFound,))
 def get_door_pass(pass_id: str, actor: Actor) -> PassView:
-    item = deps.door_passes().store.get_pass(pass_id) if _looks_like_app_id(pass_id) else None
-    if item is None or item.kind == TOMBSTONE or not (actor.has(Role.SECURITY) or actor.userid in (item.host, item.person)):
+    if not _looks_like_app_id(pass_id):
         raise NotFound("No such pass.")
-    if actor.userid != item.person:
-        deps.audit().record(subject=f"person#{item.person}", actor=actor.userid, action="door_pass.read",
-                            detail={"pass_id": pass_id})
-    return PassView.of(item)
+    return PassView.of(deps.door_passes().read(actor, pass_id))
 
 
 @area.route("/entry/passes/{pass_id}/revoke", "POST", summary="Revoke a door pass now (security)",
             policy=SECURITY, body=RevokeBody, response=PassView, errors=(NotFound, Conflict))
 def revoke_door_pass(pass_id: str, body: RevokeBody, actor: Actor) -> PassView:
     """The gates stop opening for it as soon as the door system has the revoke (``sync_status``)."""
-    passes = deps.door_passes()
-    current = passes.store.get_pass(pass_id) if _looks_like_app_id(pass_id) else None
-    if current is None or current.kind == TOMBSTONE:
+    if not _looks_like_app_id(pass_id):
         raise NotFound("No such pass.")
-    item = passes.revoke(pass_id, f"revoked by security: {body.reason}")
-    assert item is not None  # a pass, once stored, is never deleted before its TTL
-    deps.audit().record(subject=f"person#{item.person}", actor=actor.userid, action="door_pass.revoke",
-                        detail={"pass_id": pass_id})
-    return PassView.of(item)
+    return PassView.of(deps.door_passes().revoke_now(actor, pass_id, body.reason))
 
 
 def _looks_like_app_id(value: str) -> bool:

@@ -32,7 +32,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from chalicelib.domain.access import Actor, Role
 from chalicelib.domain.identity import InvalidIdentity, mask_id_number, normalise_id_number
 from chalicelib.domain.notifications import Notification
-from chalicelib.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from chalicelib.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from chalicelib.domain.door_commands import DoorCommand, DoorGateway, GatewayRejected, GatewayUnavailable
 from chalicelib.observability import logger
 
@@ -102,6 +102,10 @@ class Sealer(Protocol):
     def lookup_key(self, field: str, value: str) -> str: ...
 
 
+class AuditLog(Protocol):
+    def record(self, *, subject: str, actor: str, action: str, detail: dict[str, Any] | None = None) -> None: ...
+
+
 class Leases(Protocol):
     def claim(self, key: str, ttl_seconds: float, value: str = "") -> bool: ...
     def release(self, key: str) -> None: ...
@@ -141,6 +145,7 @@ class DoorPasses:
     notify: Callable[[Notification], int]
     security: Callable[[], list[str]]  # the security office's members
     clock: Callable[[], datetime]
+    audit: AuditLog | None = None
     retention: timedelta = timedelta(days=180)
     retry_base_seconds: int = 30
     max_attempts: int = 5
@@ -218,6 +223,38 @@ class DoorPasses:
         for pass_id, version in stalled:
             self.queue_sync(pass_id, version)
         return len(stalled)
+
+    # -- people -------------------------------------------------------------------------------
+    def read(self, actor: Actor, pass_id: str) -> DoorPass:
+        """A pass, for the security office, its host or its holder; others' reads are audited.
+
+        Raises:
+            NotFound: no such pass, or not one ``actor`` may see (indistinguishable).
+        """
+        item = self.store.get_pass(pass_id)
+        if item is None or item.kind == TOMBSTONE or not (
+                actor.has(Role.SECURITY) or actor.userid in (item.host, item.person)):
+            raise NotFound("No such pass.")
+        if actor.userid != item.person and self.audit is not None:
+            self.audit.record(subject=f"person#{item.person}", actor=actor.userid, action="door_pass.read",
+                              detail={"pass_id": pass_id})
+        return item
+
+    def revoke_now(self, actor: Actor, pass_id: str, reason: str) -> DoorPass:
+        """The security office revokes a pass at once (audited).
+
+        Raises:
+            Forbidden: not the security office. NotFound: no such pass. Conflict: it kept changing.
+        """
+        if not actor.has(Role.SECURITY):
+            raise Forbidden("Only the security office revokes passes.")
+        self.read(actor, pass_id)
+        item = self.revoke(pass_id, f"revoked by security: {reason}")
+        assert item is not None  # a stored pass is never deleted before its TTL
+        if self.audit is not None:
+            self.audit.record(subject=f"person#{item.person}", actor=actor.userid, action="door_pass.revoke",
+                              detail={"pass_id": pass_id})
+        return item
 
     # -- the door-sync consumer ----------------------------------------------------------------
     def sync(self, pass_id: str, version: int, attempt: int) -> str:
@@ -565,10 +602,6 @@ def contacts(mine: Sequence[Passage], read_gate: Callable[[str, datetime, dateti
     result = [Contact(person, kind, tuple(sorted(overlaps, key=lambda o: (o.mine, o.theirs))))
               for person, (kind, overlaps) in found.items()]
     return sorted(result, key=lambda c: (-len(c.overlaps), c.person))
-
-
-class AuditLog(Protocol):
-    def record(self, *, subject: str, actor: str, action: str, detail: dict[str, Any] | None = None) -> None: ...
 
 
 @dataclass

@@ -32,6 +32,7 @@ area = Area("door")
 TRACERS = authenticated(Role.SECURITY, Role.HOSPITAL)
 PERSON = r"^[A-Za-z0-9_.@-]{1,64}$"
 MAX_BATCH_BYTES = 512 * 1024
+MAX_TIMES = 20  # overlaps listed per contact (all are counted): a response stays well under 6 MB
 
 
 @dataclass
@@ -99,6 +100,7 @@ class PeriodQuery(RequestModel):
 
 class ContactsQuery(PeriodQuery):
     window_minutes: int = Field(10, ge=1, le=120)
+    limit: int = Field(200, ge=1, le=1000, description="contacts returned, most overlaps first")
 
 
 class StatsQuery(RequestModel):
@@ -140,7 +142,7 @@ class ContactView(BaseModel):
     person_kind: str
     name: str | None
     overlaps: int
-    times: list[OverlapView]
+    times: list[OverlapView] = Field(description=f"the first {MAX_TIMES} overlaps")
 
 
 class ContactsView(BaseModel):
@@ -148,6 +150,7 @@ class ContactsView(BaseModel):
     window_minutes: int
     passages: list[PassageView]
     contacts: list[ContactView]
+    total_contacts: int = Field(description="all contacts found; ``contacts`` holds the first ``limit``")
 
 
 class PresenceView(BaseModel):
@@ -199,16 +202,18 @@ def trace_contacts(person: str, query: ContactsQuery, actor: Actor) -> ContactsV
     _check_person(person)
     mine, found = deps.tracing().contacts(actor, person, query.from_, query.to,
                                           timedelta(minutes=query.window_minutes))
-    names = _names([c.person for c in found if c.person_kind == "member"])
+    shown = found[:query.limit]
+    names = _names([c.person for c in shown if c.person_kind == "member"])
     return ContactsView(person=person, window_minutes=query.window_minutes,
                         passages=[PassageView.of(p) for p in mine],
-                        contacts=[_contact(c, names.get(c.person)) for c in found])
+                        contacts=[_contact(c, names.get(c.person)) for c in shown], total_contacts=len(found))
 
 
 def _contact(contact: Contact, name: str | None) -> ContactView:
     return ContactView(person=contact.person, person_kind=contact.person_kind, name=name,
                        overlaps=len(contact.overlaps),
-                       times=[OverlapView(gate=o.gate, mine=o.mine, theirs=o.theirs) for o in contact.overlaps])
+                       times=[OverlapView(gate=o.gate, mine=o.mine, theirs=o.theirs)
+                              for o in contact.overlaps[:MAX_TIMES]])
 
 
 def _names(userids: list[str]) -> dict[str, str]:

@@ -598,6 +598,9 @@ def contacts(mine: Sequence[Passage], read_gate: Callable[[str, datetime, dateti
                 near = [t for t in times if abs(t - theirs) <= window]
                 if near:
                     kind, overlaps = found.setdefault(other.person, (other.person_kind, []))
+                    if kind == "unknown" and other.person_kind != "unknown":
+                        # An ID card swiped before its visitor's pass started reads "unknown".
+                        found[other.person] = (other.person_kind, overlaps)
                     overlaps.extend(Overlap(gate, utc_iso(t), other.at) for t in near)
     result = [Contact(person, kind, tuple(sorted(overlaps, key=lambda o: (o.mine, o.theirs))))
               for person, (kind, overlaps) in found.items()]

@@ -157,7 +157,10 @@ def test_tracing_is_for_security_and_the_hospital_and_every_query_is_audited(cli
         assert [(c["person"], c["overlaps"]) for c in found["contacts"]] == [("s002", 1), ("s004", 1)]
         assert [t["gate"] for t in found["contacts"][1]["times"]] == ["west"]
         status, wider = client_get(client, tokens["bw01"], f"/trace/people/s001/contacts?{period}&window_minutes=11")
-        assert {c["person"] for c in wider["contacts"]} == {"s002", "s003", "s004"}
+        assert {c["person"] for c in wider["contacts"]} == {"s002", "s003", "s004"} and wider["total_contacts"] == 3
+        status, first = client_get(client, tokens["bw01"],
+                                   f"/trace/people/s001/contacts?{period}&window_minutes=11&limit=1")
+        assert len(first["contacts"]) == 1 and first["total_contacts"] == 3
         status, passages = client_get(client, tokens["bw01"], f"/trace/people/s001/passages?{period}")
         assert [p["direction"] for p in passages["items"]] == ["in", "out"]
         # Others may not
@@ -168,4 +171,5 @@ def test_tracing_is_for_security_and_the_hospital_and_every_query_is_audited(cli
         too_long = f"from={(base - timedelta(days=40)).isoformat()}&to={NOON.isoformat()}".replace("+", "%2B")
         assert client_get(client, tokens["bw01"], f"/trace/people/s001/passages?{too_long}")[0] == 400
     actions = sorted((a.actor, a.action) for a in AuditModel.scan() if a.action.startswith("trace."))
-    assert actions == [("bw01", "trace.contacts"), ("bw01", "trace.passages"), ("doc01", "trace.contacts")]
+    assert actions == [("bw01", "trace.contacts"), ("bw01", "trace.contacts"), ("bw01", "trace.passages"),
+                       ("doc01", "trace.contacts")]

@@ -107,7 +107,8 @@ def test_each_service_is_filed_and_approved_through_its_chain(client: Client, to
 
 def file_at_its_own_endpoint(client: Client, tokens: dict[str, str], service_id: str, applicant: str,
                              form: dict[str, Any]) -> None:
-    """Counselling: the centre publishes a slot, the applicant books it and the centre sees the
+    """Campus entry: the visitor applies on the public form, the host and security approve.
+    Counselling: the centre publishes a slot, the applicant books it and the centre sees the
     booking. The mailbox: the applicant writes, the office replies. The daily health report: the
     catalogue's form, filled in, is accepted as a report (in the morning, before the cutoff)."""
     if service_id == "daily-health-report":
@@ -130,6 +131,19 @@ def file_at_its_own_endpoint(client: Client, tokens: dict[str, str], service_id:
         assert status == 201, booking
         status, seen = call(client, "GET", f"/counselling/slots/{published['id']}/booking", tokens["xl01"])
         assert status == 200 and seen["topic"] == "学业压力"
+    elif service_id == "campus-entry":
+        # The visitor files it on the public form (the host's form, filled in, with a visit that
+        # starts soon); the host and then the security office approve it.
+        start = datetime.now(timezone.utc) + timedelta(hours=1)
+        visit = {**form, "id_number": "110101199003071233", "mobile": "13912345678", "host": "t001",
+                 "visit_start": start.isoformat(), "visit_end": (start + timedelta(hours=4)).isoformat()}
+        status, receipt = call(client, "POST", "/visitor/entry-applications", body=visit)
+        assert status == 201, receipt
+        for approver in ("t001", "bw01"):
+            status, app = call(client, "POST", f"/applications/{receipt['id']}/decisions", tokens[approver],
+                               {"decision": "approve"})
+            assert status == 200, app
+        assert app["status"] == "approved"
     else:
         assert service_id == "mailbox"
         status, letter = call(client, "POST", "/mailbox/letters", tokens[applicant],

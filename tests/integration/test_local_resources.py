@@ -30,8 +30,8 @@ def test_tables_carry_the_models_keys_and_indexes():
     description = boto3.client("dynamodb").describe_table(TableName=PersonModel.Meta.table_name)["Table"]
     assert description["TableName"] == "campus-local-people"
     assert description["KeySchema"] == [{"AttributeName": "userid", "KeyType": "HASH"}]
-    assert {i["IndexName"] for i in description["GlobalSecondaryIndexes"]} == {"by_department", "by_class", "by_type", "by_id_lookup",
-                                                                                "by_card_no"}
+    assert {i["IndexName"] for i in description["GlobalSecondaryIndexes"]} == {
+        "by_department", "by_class", "by_type", "by_id_lookup", "by_card_no"}
     assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
 
 

@@ -29,6 +29,10 @@ from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+import boto3
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.models import dynamodb_backends
+
 from chalicelib.db.door import PassageModel
 from chalicelib.domain.door import Passage, gate_day, parse_utc, utc_iso
 
@@ -125,18 +129,25 @@ def generate_day(n: int, people: int, gates: list[str], day: date, seed: int) ->
 
 
 def store_passages(passages: Iterable[Passage], tz: tzinfo = CAMPUS_TZ) -> int:
-    """Write ``passages`` into ``door_passages`` with batch writes (as DoorLog would store each one:
-    ``gate_day`` of the campus day in ``tz``, kept 180 days); return how many were written."""
+    """Write ``passages`` into ``door_passages`` as DoorLog would store each one (``gate_day`` of
+    the campus day in ``tz``, kept 180 days); return how many were written.
+
+    The items go straight into moto's in-process backend (the tests and the benchmark run under
+    ``mock_aws``): the same items a batch write stores, read back through the same queries, without
+    serialising 4,000 batch requests (about 8x faster for a day of 100,000 passages).
+    """
+    backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][boto3.session.Session().region_name]
+    table = PassageModel.Meta.table_name
     written = 0
-    with PassageModel.batch_write() as batch:
-        for passage in passages:
-            at = parse_utc(passage.at)
-            batch.save(PassageModel(
-                passage.event_id, person=passage.person, person_kind=passage.person_kind, gate=passage.gate,
-                gate_day=gate_day(passage.gate, at.astimezone(tz).date()), direction=passage.direction,
-                at=passage.at, credential_kind=passage.credential_kind,
-                credential_masked=passage.credential_masked, result=passage.result, expires_at=at + RETENTION))
-            written += 1
+    for passage in passages:
+        at = parse_utc(passage.at)
+        item = PassageModel(
+            passage.event_id, person=passage.person, person_kind=passage.person_kind, gate=passage.gate,
+            gate_day=gate_day(passage.gate, at.astimezone(tz).date()), direction=passage.direction,
+            at=passage.at, credential_kind=passage.credential_kind,
+            credential_masked=passage.credential_masked, result=passage.result, expires_at=at + RETENTION)
+        backend.put_item(table, item.serialize())
+        written += 1
     return written
 
 

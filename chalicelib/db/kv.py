@@ -64,14 +64,16 @@ class KeyValueStore:
             raise
         return True
 
-    def hit(self, key: str, window_seconds: int) -> int:
+    def hit(self, key: str, window_seconds: int, offset_seconds: int = 0) -> int:
         """Count one more use of ``key`` in the current fixed window; returns the count so far.
 
-        One UpdateItem: concurrent callers each get a distinct count, so a limit holds under load.
+        Windows start at multiples of ``window_seconds`` in a clock ``offset_seconds`` ahead of UTC
+        (``28800`` and a day: days of the campus, from midnight in Asia/Shanghai). One UpdateItem:
+        concurrent callers each get a distinct count, so a limit holds under load.
         """
         now = self._clock()
-        window = int(now // window_seconds)
-        expires = (window + 1) * window_seconds
+        window = int((now + offset_seconds) // window_seconds)
+        expires = (window + 1) * window_seconds - offset_seconds
         item = KeyValueModel(key=f"{key}@{window}")
         item.update(actions=[KeyValueModel.hits.add(1), KeyValueModel.expires_at.set(expires),
                              KeyValueModel.ttl.set(_moment(expires))])

@@ -286,8 +286,11 @@ class ServiceHall:
         return [a for a in page if a.applicant.userid != actor.userid], cursor
 
     def decide(self, actor: Actor, app_id: str, decision: Decision, comment: str) -> Application:
-        """Raises: NotFound (not visible), Forbidden (not the current approver), Conflict (lost a race)."""
+        """Raises: NotFound (not visible), Forbidden (not the current approver), Conflict (lost a
+        race, or returning the form to someone outside the directory, who cannot edit it)."""
         app = self.read(actor, app_id)
+        if decision == "return" and app.applicant.person_type not in PERSON_TYPES:
+            raise Conflict("A visitor's form cannot be returned for editing; reject it with the reason instead.")
         moved = decide(app, actor, decision, comment, self.clock())
         self.applications.save(moved, app.version)
         self._after(moved)

@@ -189,3 +189,24 @@ def test_security_cannot_revoke_what_is_not_a_pass(client: Client, tokens: Token
     decide(client, tokens["t001"], app["id"])
     decide(client, tokens["bw01"], app["id"])
     assert DoorPassModel.get(app["id"]).state == "granted"
+
+
+def test_a_visitors_form_is_not_returned_for_editing(client: Client, tokens: Tokens) -> None:
+    with time_machine.travel(MORNING, tick=True):
+        status, app = apply(client, visitor_form(MORNING + timedelta(hours=1)))
+        response = client.http.post(f"/applications/{app['id']}/decisions", body=json.dumps({"decision": "return"}),
+                                    headers={"Authorization": f"Bearer {tokens['t001']}",
+                                             "Content-Type": "application/json"})
+    assert response.status_code == 409 and "reject" in json.loads(response.body)["message"]
+
+
+def test_the_per_id_quota_counts_campus_days(client: Client, tokens: Tokens) -> None:
+    # Given five applications at 23:30 on campus (15:30 UTC)
+    evening = datetime(2026, 11, 30, 15, 30, tzinfo=timezone.utc)
+    with time_machine.travel(evening, tick=True):
+        for _ in range(5):
+            assert apply(client, visitor_form(evening + timedelta(hours=1)))[0] == 201
+        assert apply(client, visitor_form(evening + timedelta(hours=1)))[0] == 429
+    # When the campus day turns at midnight (16:00 UTC), the quota is new
+    with time_machine.travel(evening + timedelta(minutes=31), tick=True):
+        assert apply(client, visitor_form(evening + timedelta(hours=1)))[0] == 201

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from chalice.app import Request
 from chalice import Response
@@ -64,14 +65,23 @@ class SignedDoor:
 SIGNED_DOOR = SignedDoor()
 
 
+class DoorBatch(RequestModel):
+    """A batch of gate events; each is checked on its own (see ``DoorEvent``), bad ones are listed."""
+
+    events: list[Any] = Field(max_length=500, description=(
+        "objects with event_id, gate, direction (in|out), at (ISO-8601 with offset), credential_kind "
+        "(campus_card|id_card|face), card_number, id_number, userid, result (granted|denied)"))
+
+
 class ReceiptView(BaseModel):
     stored: int = Field(description="events stored now")
     duplicates: int = Field(description="events stored by an earlier delivery (ignored)")
 
 
 @area.route("/webhooks/door/events", "POST", summary="Gate events from the door system (signed batch)",
-            policy=SIGNED_DOOR, response=ReceiptView, errors=(Unauthorized, BadRequest))
-def receive_door_events(request: Request) -> Response:
+            policy=SIGNED_DOOR, body=DoorBatch, response=ReceiptView, errors=(Unauthorized, BadRequest),
+            max_body=MAX_BATCH_BYTES)
+def receive_door_events(body: DoorBatch, request: Request) -> Response:
     """Body ``{"events": [...]}`` (at most 500), signed with ``X-Door-Signature: t=<unix
     seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`` under ``DOOR_WEBHOOK_SECRET``. A bad
     signature, a timestamp more than 5 minutes off or a batch received before: 401, nothing stored.

@@ -111,13 +111,19 @@ class EntryDesk:
         return app
 
     def cancel(self, app_id: str, token: str, reason: str) -> Application:
-        """The visitor withdraws a pending application or cancels an approved one (the pass is revoked).
+        """The visitor withdraws a pending application or cancels an approved one (the pass is
+        revoked). Cancelling again answers the same (idempotent).
 
         Raises:
             NotFound: unknown id or wrong token.
-            Conflict: already decided against, withdrawn or cancelled.
+            Conflict: the application was rejected.
         """
         app = self.lookup(app_id, token)
+        if app.status in ("withdrawn", "cancelled"):
+            # A repeated cancel (the first answer was lost) answers the same, and makes sure the
+            # pass is revoked even if the first one's hook never ran.
+            self.passes.revoke(app.app_id, app.status)
+            return app
         verb = "cancel" if app.status == "approved" else "withdraw"
         return self.hall.act_for_outsider(app, verb, reason)
 

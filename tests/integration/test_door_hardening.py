@@ -210,3 +210,26 @@ def test_the_per_id_quota_counts_campus_days(client: Client, tokens: Tokens) -> 
     # When the campus day turns at midnight (16:00 UTC), the quota is new
     with time_machine.travel(evening + timedelta(minutes=31), tick=True):
         assert apply(client, visitor_form(evening + timedelta(hours=1)))[0] == 201
+
+
+def test_a_repeated_cancel_revokes_a_pass_whose_first_revoke_was_lost(client: Client, tokens: Tokens,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an approved visit whose cancel was stored but whose hook (the revoke) never ran
+    with time_machine.travel(MORNING, tick=True):
+        status, app = apply(client, visitor_form(MORNING + timedelta(hours=1)))
+        decide(client, tokens["t001"], app["id"])
+        decide(client, tokens["bw01"], app["id"])
+    from chalicelib.domain import entry
+    with monkeypatch.context() as patch:
+        patch.setattr(entry.EntryDesk, "on_transition", lambda self, application, transition: None)
+        status, body = post_json(client, f"/visitor/entry-applications/{app['id']}/cancel", {"token": app["token"]})
+    assert status == 200 and DoorPassModel.get(app["id"]).state == "granted"
+    # When the visitor cancels again
+    status, body = post_json(client, f"/visitor/entry-applications/{app['id']}/cancel", {"token": app["token"]})
+    # Then the pass is revoked
+    assert (status, body["status"], body["pass_state"]) == (200, "cancelled", "revoked")
+
+
+def post_json(client: Client, path: str, body: dict) -> tuple[int, dict]:
+    response = client.http.post(path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    return response.status_code, json.loads(response.body)

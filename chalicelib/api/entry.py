@@ -170,7 +170,7 @@ def _source_ip(request: Request) -> str:
 
 
 def _check_app_id(app_id: str) -> None:
-    if not re.match(APP_ID, app_id):
+    if not _looks_like_app_id(app_id):
         raise NotFound("No such application, or the token does not match.")
 
 

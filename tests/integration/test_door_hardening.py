@@ -233,3 +233,12 @@ def test_a_repeated_cancel_revokes_a_pass_whose_first_revoke_was_lost(client: Cl
 def post_json(client: Client, path: str, body: dict) -> tuple[int, dict]:
     response = client.http.post(path, body=json.dumps(body), headers={"Content-Type": "application/json"})
     return response.status_code, json.loads(response.body)
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"[1, 2]", 422), (b'{"events": "x"}', 422), (b'{"events": [], "extra": 1}', 422),
+    (json.dumps({"events": [{}] * 501}).encode(), 422), (b"[" * 5000, 400), (b"{not json", 400)])
+def test_a_signed_body_that_is_not_a_batch_is_refused_and_stores_nothing(client: Client, raw: bytes,
+                                                                         status: int) -> None:
+    assert post(client, raw, sign(WEBHOOK_SECRET, raw, int(time.time())))[0] == status
+    assert list(PassageModel.scan()) == []

@@ -242,3 +242,11 @@ def test_a_signed_body_that_is_not_a_batch_is_refused_and_stores_nothing(client:
                                                                          status: int) -> None:
     assert post(client, raw, sign(WEBHOOK_SECRET, raw, int(time.time())))[0] == status
     assert list(PassageModel.scan()) == []
+
+
+def test_event_times_at_the_ends_of_the_calendar_are_rejected_not_a_500(client: Client) -> None:
+    raw = batch(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=8))),
+                datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14))))
+    status, body = post(client, raw, sign(WEBHOOK_SECRET, raw, int(time.time())))
+    assert status == 400 and [r["errors"] for r in body["rejected"]] == [["at"], ["at"]]
+    assert list(PassageModel.scan()) == []

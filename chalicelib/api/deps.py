@@ -238,7 +238,8 @@ def _hikvision(url: str, user: str, password: str, gates: str, timezone_name: st
 def entry_desk() -> EntryDesk:
     settings = get_settings()
     offset = _utc_now().astimezone(settings.tz).utcoffset() or timedelta(0)
-    return EntryDesk(hall=hall(), applications=applications(), passes=door_passes(), rates=kv(), sealer=protector(),
+    return EntryDesk(hall=hall(), applications=applications(), passes=door_passes(), rates=kv(), claims=kv(),
+                     sealer=protector(),
                      clock=_utc_now, max_days=settings.entry_max_days, max_lead_days=settings.entry_max_lead_days,
                      per_ip_hour=settings.entry_rate_per_ip_hour, per_id_day=settings.entry_rate_per_id_day,
                      day_offset_seconds=int(offset.total_seconds()), return_pass_days=settings.entry_return_pass_days,

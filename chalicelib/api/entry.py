@@ -26,12 +26,13 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from chalicelib.api import deps
 from chalicelib.api.routing import PUBLIC, Area, RequestModel
+from chalicelib.api.schemas import IDEMPOTENCY_KEY
 from chalicelib.api.security import authenticated
 from chalicelib.domain.access import Actor, Role
 from chalicelib.domain.door import TOMBSTONE, DoorPass, RetryLater
 from chalicelib.domain.hall import on_transition
 from chalicelib.domain.workflow import Application, Transition
-from chalicelib.errors import Conflict, NotFound, RateLimited
+from chalicelib.errors import BadRequest, Conflict, NotFound, RateLimited
 from chalicelib.integrations.queues import retry_after
 from chalicelib.observability import logger
 from chalicelib.resources import DOOR_SYNC
@@ -131,16 +132,21 @@ class PassView(BaseModel):
 
 # -- the visitor --------------------------------------------------------------------------------
 @area.route("/visitor/entry-applications", "POST", summary="Apply to enter the campus (visitors; no login)",
-            policy=PUBLIC, body=VisitorForm, response=VisitorReceipt, status=201, errors=(RateLimited,),
+            policy=PUBLIC, body=VisitorForm, response=VisitorReceipt, status=201,
+            errors=(RateLimited, BadRequest, Conflict),
             max_body=8 * 1024)
 def apply_for_entry(body: VisitorForm, request: Request) -> VisitorReceipt:
     """The host, then the security office decide; once both approve, the ID card opens the chosen
     gates inside the window. Keep the returned ``token``: it is the only way to read the status
     or cancel. At most ``ENTRY_MAX_DAYS`` days, not in the past; the host must be an active member
-    of staff."""
+    of staff. Send an ``Idempotency-Key`` per submission: a resent submission files nothing new and
+    answers the same application with a fresh token."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadRequest("Idempotency-Key must be 1-64 letters, digits, '-' or '_'.")
     data = body.model_dump(mode="json", exclude_none=True)
     data["visit_start"], data["visit_end"] = body.visit_start.isoformat(), body.visit_end.isoformat()
-    app, token = deps.entry_desk().apply(data, _source_ip(request))
+    app, token = deps.entry_desk().apply(data, _source_ip(request), key)
     logger.info("visitor application filed", extra={"app_id": app.app_id})
     return VisitorReceipt(**VisitorStatus.of(app, None).model_dump(), token=token)
 

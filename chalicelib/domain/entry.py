@@ -15,13 +15,14 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from chalicelib.domain.door import DoorPass, DoorPasses, ID_LOOKUP_FIELD, id_person
 from chalicelib.domain.identity import InvalidIdentity, normalise_id_number
-from chalicelib.domain.workflow import Applicant, Application, Transition, became_approved
+from chalicelib.domain.idempotency import create_once
+from chalicelib.domain.workflow import Applicant, Application, Transition, became_approved, new_app_id
 from chalicelib.errors import Invalid, NotFound, RateLimited
 
 VISITOR_SERVICE = "campus-entry"
@@ -31,16 +32,22 @@ START_GRACE = timedelta(minutes=15)  # the time it takes to fill the form in
 
 class Hall(Protocol):
     def file_for_outsider(self, applicant: Applicant, service_id: str, data: Mapping[str, Any],
-                          extra: Mapping[str, Any]) -> Application: ...
+                          extra: Mapping[str, Any], app_id: str | None = None) -> Application: ...
     def act_for_outsider(self, app: Application, verb: Any, comment: str) -> Application: ...
 
 
 class AppStore(Protocol):
     def get(self, app_id: str) -> Application | None: ...
+    def save(self, app: Application, expected_version: int | None) -> None: ...
 
 
 class Rates(Protocol):
     def hit(self, key: str, window_seconds: int, offset_seconds: int = 0) -> int: ...
+
+
+class Claims(Protocol):  # what create_once needs
+    def claim(self, key: str, ttl_seconds: float, value: str = "") -> bool: ...
+    def get(self, key: str) -> str | None: ...
 
 
 class Opener(Protocol):
@@ -58,6 +65,7 @@ class EntryDesk:
     applications: AppStore
     passes: DoorPasses
     rates: Rates
+    claims: Claims
     sealer: Opener
     clock: Callable[[], datetime]
     max_days: int = 7
@@ -71,8 +79,13 @@ class EntryDesk:
     card_of: Callable[[str], tuple[str, str]] = lambda userid: (userid, userid)
 
     # -- the visitor --------------------------------------------------------------------------
-    def apply(self, data: Mapping[str, Any], source_ip: str) -> tuple[Application, str]:
+    def apply(self, data: Mapping[str, Any], source_ip: str,
+              idempotency_key: str | None = None) -> tuple[Application, str]:
         """File a visitor's application; returns it and the lookup token (shown once).
+
+        With an ``idempotency_key`` (the form sends one per submission), a resubmission by the same
+        ID number files nothing new: it returns the first application with a fresh token (the first
+        answer, and its token, are taken to be lost; the earlier token stops working).
 
         Raises:
             RateLimited: too many applications from this address this hour, or for this ID number
@@ -94,11 +107,22 @@ class EntryDesk:
                 raise RateLimited("Too many applications for this ID number today; try again tomorrow.")
             applicant_id = id_person(key)
         token = secrets.token_urlsafe(24)
-        try:
-            app = self.hall.file_for_outsider(Applicant(applicant_id, "visitor", ""), VISITOR_SERVICE, data,
-                                              {"lookup": token_hash(token)})
-        except Invalid as exc:
-            raise Invalid(exc.message, {k.removeprefix("data."): v for k, v in exc.fields.items()}) from None
+
+        def file(app_id: str | None) -> Application:
+            try:
+                return self.hall.file_for_outsider(Applicant(applicant_id, "visitor", ""), VISITOR_SERVICE, data,
+                                                   {"lookup": token_hash(token)}, app_id)
+            except Invalid as exc:
+                raise Invalid(exc.message, {k.removeprefix("data."): v for k, v in exc.fields.items()}) from None
+
+        if idempotency_key is None or id_number is None:
+            return file(None), token
+        app, replayed = create_once(
+            self.claims, f"visit#{applicant_id}#{idempotency_key}", new_app_id(self.clock()), file,
+            self.applications.get, "The same application is being filed; try again in a moment.")
+        if replayed:
+            app = replace(app, extra={**app.extra, "lookup": token_hash(token)})
+            self.applications.save(app, app.version)
         return app, token
 
     def lookup(self, app_id: str, token: str) -> Application:

@@ -225,7 +225,7 @@ class ServiceHall:
         return self._store_new(definition, actor, applicant, data, app_id, {})
 
     def file_for_outsider(self, applicant: Applicant, service_id: str, data: Mapping[str, Any],
-                          extra: Mapping[str, Any]) -> Application:
+                          extra: Mapping[str, Any], app_id: str | None = None) -> Application:
         """File for someone outside the directory (a visitor on a public form), then notify and run
         hooks. The area's own endpoint has checked who may; ``extra`` is kept with the application.
 
@@ -234,7 +234,7 @@ class ServiceHall:
         """
         definition = self.catalogue.current(service_id)
         outsider = Actor(userid=applicant.userid, person_type=applicant.person_type, department="")
-        app = self._store_new(definition, outsider, applicant, data, None, extra)
+        app = self._store_new(definition, outsider, applicant, data, app_id, extra)
         self._after(app)
         return app
 

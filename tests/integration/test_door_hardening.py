@@ -250,3 +250,27 @@ def test_event_times_at_the_ends_of_the_calendar_are_rejected_not_a_500(client: 
     status, body = post(client, raw, sign(WEBHOOK_SECRET, raw, int(time.time())))
     assert status == 400 and [r["errors"] for r in body["rejected"]] == [["at"], ["at"]]
     assert list(PassageModel.scan()) == []
+
+
+def test_a_resent_visitor_submission_files_once_and_answers_a_fresh_token(client: Client, tokens: Tokens) -> None:
+    form = visitor_form(MORNING + timedelta(hours=1))
+    with time_machine.travel(MORNING, tick=True):
+        first = client.http.post("/visitor/entry-applications", body=json.dumps(form),
+                                 headers={"Content-Type": "application/json", "Idempotency-Key": "form-1"})
+        again = client.http.post("/visitor/entry-applications", body=json.dumps(form),
+                                 headers={"Content-Type": "application/json", "Idempotency-Key": "form-1"})
+        other = client.http.post("/visitor/entry-applications", body=json.dumps(form),
+                                 headers={"Content-Type": "application/json", "Idempotency-Key": "form-2"})
+    first_body, again_body = json.loads(first.body), json.loads(again.body)
+    assert (first.status_code, again.status_code, other.status_code) == (201, 201, 201)
+    assert again_body["id"] == first_body["id"] != json.loads(other.body)["id"]
+    # The fresh token reads it; the lost one no longer does
+    lookup = f"/visitor/entry-applications/{first_body['id']}?token="
+    assert client.http.get(lookup + again_body["token"]).status_code == 200
+    assert client.http.get(lookup + first_body["token"]).status_code == 404
+    # And the host has two applications to decide, not three
+    approvals = client.http.get("/approvals", headers={"Authorization": f"Bearer {tokens['t001']}"})
+    assert len(json.loads(approvals.body)["items"]) == 2
+    bad = client.http.post("/visitor/entry-applications", body=json.dumps(form),
+                           headers={"Content-Type": "application/json", "Idempotency-Key": "not ok!"})
+    assert bad.status_code == 400

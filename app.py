@@ -8,8 +8,10 @@ from chalicelib.api import (
     counselling,
     door,
     entry,
+    exports,
     hall,
     health,
+    leave,
     mailbox,
     middleware,
     notices,
@@ -24,8 +26,8 @@ from chalicelib.api import (
 app = Chalice(app_name="campus-platform")
 app.register_middleware(middleware.log_context, "all")
 AREAS = (system, auth, people, admin, notifications, wecom_callback, hall, counselling, repair, mailbox, suggestions,
-         notices, health, entry, door)
+         notices, health, entry, door, leave)
 # Spreadsheet exports are bytes: API Gateway passes them through when the client accepts the type.
-app.api.binary_types.append(health.XLSX)
+app.api.binary_types.append(exports.XLSX)
 for module in AREAS:
     app.register_blueprint(module.area.blueprint)

@@ -135,6 +135,14 @@ class Settings(BaseSettings):
     # Gate passages (and passes after their window) expire (DynamoDB TTL) after this many days.
     door_retention_days: int = Field(180, ge=1, le=3 * 366)
 
+    # Student leave (请假) and staff leaving-Jinan registrations (离济备案). How many days the
+    # chain of a leave grows at lives in the catalogue definition (``days(start, end) > 3``).
+    # An absence lasts at most this many days; a leave may start this many hours in the past
+    # (filed after the fact, e.g. when ill); records and away rows expire this long after the end.
+    absence_max_days: int = Field(120, ge=1, le=366)
+    absence_start_grace_hours: int = Field(24, ge=0, le=7 * 24)
+    absence_retention_days: int = Field(400, ge=30, le=5 * 366)
+
     @field_validator("campus_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

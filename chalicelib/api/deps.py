@@ -13,12 +13,14 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from chalicelib.db.absence import AbsenceRepository
 from chalicelib.db.audit import AuditRepository
 from chalicelib.db.directory import DirectoryRepository
 from chalicelib.db.hall import ApplicationRepository, ServiceRepository, UploadRepository
 from chalicelib.db.kv import KeyValueStore
 from chalicelib.db.messaging import MemberRates, OutboxRepository
 from chalicelib.catalogue import shipped_definitions
+from chalicelib.domain.absence import AbsenceDesk
 from chalicelib.domain.hall import Catalogue, ServiceHall
 from chalicelib.domain.workflow import Application
 from chalicelib.domain.notifications import Notification, notify
@@ -267,3 +269,18 @@ def _is_member(userid: str) -> bool:
 
 def tracing() -> Tracing:
     return Tracing(store=door_store(), audit=audit(), tz=get_settings().tz)
+
+
+# -- leave and travel ---------------------------------------------------------------------------
+@functools.cache
+def absence_store() -> AbsenceRepository:
+    return AbsenceRepository(get_settings().absence_retention_days)
+
+
+def absence_desk() -> AbsenceDesk:
+    settings = get_settings()
+    return AbsenceDesk(store=absence_store(), applications=applications(), people=directory(), locks=kv(),
+                       notify=notifier(), audit=audit(), clock=_utc_now, tz=settings.tz,
+                       max_days=settings.absence_max_days,
+                       start_grace=timedelta(hours=settings.absence_start_grace_hours),
+                       retention_days=settings.absence_retention_days)

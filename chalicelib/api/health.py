@@ -14,10 +14,8 @@ No view logs answers, reasons or notes; reads of other people's reports and case
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -27,9 +25,11 @@ from chalice.app import CloudWatchEvent, Request, SQSEvent
 from pydantic import BaseModel, Field, ValidationError
 
 from chalicelib.api import deps
+from chalicelib.api.exports import check_accept, spreadsheet
 from chalicelib.api.routing import Area, RequestModel, json_response
 from chalicelib.api.schemas import PageQuery, cursor
 from chalicelib.api.security import authenticated
+from chalicelib.domain.absence import whereabouts_of
 from chalicelib.domain.access import Actor, Role
 from chalicelib.domain.directory import ShortId
 from chalicelib.domain.health import REASONS, Breakdown, CaseStatus, DayFigures, Filter, HealthAnswers
@@ -43,7 +43,6 @@ area = Area("health")
 ANYONE = authenticated()
 HOSPITAL = authenticated(Role.HOSPITAL)
 MAX_REPORT_BYTES = 16 * 1024
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CONSENT_TEXT = (
     "为做好校园疫情防控，学校将收集和处理您每日填报的体温、症状、所在地、健康码及接触史等健康信息。"
     "这些信息属于敏感个人信息，仅用于健康监测和异常情况的联合处置，仅由校医院及按职责负责您的人事处、学工部、"
@@ -105,9 +104,19 @@ class TodayView(BaseModel):
     report: ReportView | None
 
 
+class AwayNote(BaseModel):
+    kind: Literal["leave", "travel"]
+    id: str = Field(description="the leave or registration")
+    end: str
+    destination: dict[str, str]
+    overdue: bool
+
+
 class PrefillView(BaseModel):
     from_date: str | None = Field(description="The day whose answers these are (none in the last week: null)")
-    answers: dict[str, Any] = Field(description="Reusable answers (the pledge is given afresh)")
+    answers: dict[str, Any] = Field(description="Reusable answers (the pledge is given afresh); while on leave "
+                                                "or away from Jinan, the location is the registered destination")
+    away: AwayNote | None = Field(None, description="The leave or travel registration that holds today")
 
 
 # Dates a query may name: wide enough for any campus record, narrow enough to count days over.
@@ -320,7 +329,13 @@ def get_today_report(actor: Actor) -> TodayView:
             policy=ANYONE, response=PrefillView)
 def get_report_prefill(actor: Actor) -> PrefillView:
     day, answers = deps.health_desk().prefill(actor)
-    return PrefillView(from_date=day, answers=answers)
+    absence = deps.absence_desk().now_away(actor.userid)
+    if absence is None:
+        return PrefillView(from_date=day, answers=answers)
+    answers = {k: v for k, v in answers.items() if k not in ("whereabouts", "current_city")}
+    note = AwayNote(kind=absence.kind, id=absence.app_id, end=absence.end, overdue=absence.overdue_at(datetime.now(timezone.utc)),
+                    destination={"province": absence.province, "city": absence.city})
+    return PrefillView(from_date=day, answers={**answers, **whereabouts_of(absence)}, away=note)
 
 
 @area.route("/health/reports", "GET", summary="My reports of a period (at most 92 days), newest first",
@@ -407,43 +422,10 @@ def export_health_reports(query: ExportQuery, actor: Actor, request: Request) ->
     """One row per expected person in scope with their answers (or not reported); a leader gets
     figures per department and class instead. ``format=xlsx`` (send ``Accept`` with its type so
     API Gateway returns the bytes) or ``csv`` (UTF-8 with a byte-order mark, for Excel)."""
-    accept = (request.headers.get("accept") or "").lower()
-    if query.format == "xlsx" and XLSX not in accept and "*/*" not in accept:
-        # API Gateway (and Chalice) return bytes only to a client that accepts them.
-        raise BadRequest(f"Send 'Accept: {XLSX}' to download the spreadsheet, or ask for format=csv.")
+    check_accept(query.format, request.headers.get("accept"))
     day = query.day or _today()
     headers, rows = deps.health_stats().export_rows(actor, day, query.filter())
-    name = f"health-{day.isoformat()}.{query.format}"
-    if query.format == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(headers)
-        writer.writerows([[_cell(v) for v in row] for row in rows])
-        return Response(body="\ufeff" + buffer.getvalue(), status_code=200,
-                        headers={"Content-Type": "text/csv; charset=utf-8",
-                                 "Content-Disposition": f'attachment; filename="{name}"'})
-    return Response(body=_xlsx(headers, rows, day), status_code=200,
-                    headers={"Content-Type": XLSX, "Content-Disposition": f'attachment; filename="{name}"'})
-
-
-def _cell(value: Any) -> Any:
-    """A cell safe to open in Excel: text that starts like a formula is quoted (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return "" if value is None else value
-
-
-def _xlsx(headers: list[str], rows: list[list[Any]], day: date) -> bytes:
-    from openpyxl import Workbook  # imported on use: most invocations never export
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet(title=day.isoformat())
-    sheet.append(headers)
-    for row in rows:
-        sheet.append([_cell(v) for v in row])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return spreadsheet(query.format, f"health-{day.isoformat()}", day.isoformat(), headers, rows)
 
 
 # -- the alert consumer -------------------------------------------------------------------------

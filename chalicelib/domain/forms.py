@@ -80,8 +80,14 @@ class FieldSpec(_Strict):
             values = [o.value for o in self.options]
             if not values or len(set(values)) != len(values):
                 raise ValueError(f"{self.name}: a {kind} needs distinct options")
-        elif self.options or self.max_items:
-            raise ValueError(f"{self.name}: options apply to select and multiselect only")
+        elif kind == "location" and self.options:
+            # A location's options are the provinces it may name (a fixed list counts cleanly).
+            if len({o.value for o in self.options}) != len(self.options):
+                raise ValueError(f"{self.name}: the provinces must be distinct")
+        elif self.options:
+            raise ValueError(f"{self.name}: options apply to select, multiselect and location only")
+        if self.max_items and kind != "multiselect":
+            raise ValueError(f"{self.name}: max_items applies to multiselect only")
         if self.must_be_true and kind != "bool":
             raise ValueError(f"{self.name}: must_be_true applies to bool only")
         if (self.content_types or self.max_files != 1) and kind != "attachment":
@@ -459,6 +465,8 @@ def _clean(spec: FieldSpec, value: Any) -> Any:
             if not isinstance(text, str) or not text.strip() or len(text.strip()) > limit:
                 raise ValueError(f"{part} must be text of 1 to {limit} characters")
             place[part] = text.strip()
+        if spec.options and place["province"] not in {o.value for o in spec.options}:
+            raise ValueError("province must be one of the listed provinces")
         return place
     if kind == "attachment":
         keys = value if isinstance(value, list) else None

@@ -63,6 +63,34 @@ def hooks_of(area: str | None) -> list[Hook]:
     return list(_HOOKS.get(area or "", ()))
 
 
+class AreaRules(Protocol):
+    """What an area checks before the engine stores a transition of its services."""
+
+    def file(self, applicant: Applicant, data: Mapping[str, Any], replacing: str | None,
+             save: Callable[[], Application]) -> Application:
+        """Check a new or resubmitted form (``replacing``: the application it edits), then call
+        ``save`` (which stores it) and answer what it returned. Raises to refuse."""
+
+    def may_cancel(self, app: Application) -> None:
+        """Raise to refuse the applicant's cancellation of the approved ``app``."""
+
+
+_RULES: dict[str, Callable[[], AreaRules]] = {}
+
+
+def area_rules(area: str) -> Callable[[Callable[[], AreaRules]], Callable[[], AreaRules]]:
+    """Register the factory of ``area``'s rules (built on use: they need the area's stores)."""
+    def register(factory: Callable[[], AreaRules]) -> Callable[[], AreaRules]:
+        _RULES[area] = factory
+        return factory
+    return register
+
+
+def rules_of(area: str | None) -> AreaRules | None:
+    factory = _RULES.get(area or "")
+    return factory() if factory else None
+
+
 class DefinitionStore(Protocol):
     def latest_versions(self) -> dict[str, ServiceDefinition]: ...
     def latest(self, service_id: str) -> ServiceDefinition | None: ...
@@ -253,8 +281,13 @@ class ServiceHall:
         app = file_application(definition, applicant, clean, chain, self.clock(), app_id)
         app = replace(app, extra={**extra, "sealed": sealed} if sealed else dict(extra))
         self.catalogue.pin(definition, self.clock())
-        self.applications.save(app, None)
-        return app
+
+        def save() -> Application:
+            self.applications.save(app, None)
+            return app
+
+        rules = rules_of(definition.area)
+        return rules.file(applicant, clean, None, save) if rules else save()
 
     def resubmit(self, actor: Actor, app_id: str, data: Mapping[str, Any]) -> Application:
         """Send a returned application again, edited; it is checked against the version it was filed under."""
@@ -265,7 +298,13 @@ class ServiceHall:
         moved = resubmit(app, actor, clean, chain, self.clock())
         moved = replace(moved, extra={**app.extra, "sealed": sealed} if sealed else
                         {k: v for k, v in app.extra.items() if k != "sealed"})
-        self.applications.save(moved, app.version)
+
+        def save() -> Application:
+            self.applications.save(moved, app.version)
+            return moved
+
+        rules = rules_of(definition.area)
+        moved = rules.file(app.applicant, clean, app.app_id, save) if rules else save()
         self._after(moved)
         return moved
 
@@ -273,6 +312,9 @@ class ServiceHall:
                            comment: str = "") -> Application:
         app = self.read(actor, app_id)
         moved = act_as_applicant(app, actor, verb, comment, self.clock())
+        rules = rules_of(app.area)
+        if verb == "cancel" and rules is not None:
+            rules.may_cancel(app)
         self.applications.save(moved, app.version)
         self._after(moved)
         return moved

@@ -12,7 +12,7 @@ import time_machine
 from chalice.test import Client
 from openpyxl import load_workbook
 
-from chalicelib.api.health import XLSX
+from chalicelib.api.exports import XLSX
 from chalicelib.db.audit import AuditModel
 from tests.support.hall import Tokens, open_campus
 from tests.support.health import FEVER, NORMAL, consent, file_report

@@ -1,6 +1,6 @@
 """Who is away: student leave (请假) and staff leaving-Jinan registrations (离济备案).
 
-Both are filed and decided in the hall (``POST /hall/services/student-leave/applications``,
+Both are filed and decided in the hall (``POST /services/student-leave/applications``,
 ``.../leave-jinan/applications``, the approvers' to-do lists); this area adds:
 
 * the rules of filing (dates, overlaps, trip numbers) and of cancelling (only before the start),
@@ -64,6 +64,7 @@ class AbsenceView(BaseModel):
     status: str = Field(description="the application's status")
     returned_at: str | None
     acknowledged_at: str | None
+    acknowledged_by: str | None = Field(description="the counselor who acknowledged the return")
     overdue: bool = Field(description="approved, the end has passed and no return is confirmed")
     reminded_at: str | None
 
@@ -74,7 +75,7 @@ class AbsenceView(BaseModel):
                    destination={"province": absence.province, "city": absence.city},
                    leaves_jinan=absence.leaves_jinan, transport=absence.transport, trip_number=absence.trip_number,
                    status=absence.status, returned_at=absence.returned_at, acknowledged_at=absence.acknowledged_at,
-                   overdue=absence.overdue_at(now), reminded_at=absence.reminded_at)
+                   acknowledged_by=absence.acknowledged_by, overdue=absence.overdue_at(now), reminded_at=absence.reminded_at)
 
 
 class AwayPerson(BaseModel):

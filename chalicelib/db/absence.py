@@ -37,12 +37,9 @@ class Awaiting(GlobalSecondaryIndex["AbsenceModel"]):
     end = UnicodeAttribute(range_key=True)
 
 
-class AbsenceModel(Model):
-    class Meta(TableMeta):
-        table_name = TableName("absences")
+class _AbsenceFields:
+    """What a record and its away rows both hold of the absence (the rows are read on their own)."""
 
-    userid = UnicodeAttribute(hash_key=True)
-    app_id = UnicodeAttribute(range_key=True)
     kind = UnicodeAttribute()
     name = UnicodeAttribute()
     person_type = UnicodeAttribute()
@@ -55,6 +52,14 @@ class AbsenceModel(Model):
     leaves_jinan = BooleanAttribute()
     transport = UnicodeAttribute()
     trip_number = UnicodeAttribute(null=True)
+
+
+class AbsenceModel(_AbsenceFields, Model):
+    class Meta(TableMeta):
+        table_name = TableName("absences")
+
+    userid = UnicodeAttribute(hash_key=True)
+    app_id = UnicodeAttribute(range_key=True)
     status = UnicodeAttribute()
     app_version = NumberAttribute()
     version = NumberAttribute()
@@ -69,26 +74,14 @@ class AbsenceModel(Model):
     awaiting_index = Awaiting()
 
 
-class AwayDayModel(Model):
+class AwayDayModel(_AbsenceFields, Model):
     class Meta(TableMeta):
         table_name = TableName("absence_days")
 
     day = UnicodeAttribute(hash_key=True)
     key = UnicodeAttribute(range_key=True)
     app_id = UnicodeAttribute()
-    kind = UnicodeAttribute()
     userid = UnicodeAttribute()
-    name = UnicodeAttribute()
-    person_type = UnicodeAttribute()
-    department = UnicodeAttribute()
-    class_id = UnicodeAttribute(null=True)
-    start = UnicodeAttribute()
-    end = UnicodeAttribute()
-    province = UnicodeAttribute()
-    city = UnicodeAttribute()
-    leaves_jinan = BooleanAttribute()
-    transport = UnicodeAttribute()
-    trip_number = UnicodeAttribute(null=True)
     expires_at = TTLAttribute()
 
 

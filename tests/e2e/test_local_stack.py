@@ -67,8 +67,8 @@ def test_fire_names_the_jobs_when_the_job_is_unknown(stack):
         cwd=PROJECT_DIR, env=clean_env(), capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
-    assert ("No scheduled job 'no_such_job'. Jobs: expire_entry_passes, resend_health_alerts, send_daily_health_summary, "
-            "send_report_reminders, sync_wecom_directory." in result.stderr)
+    assert ("No scheduled job 'no_such_job'. Jobs: expire_entry_passes, remind_overdue_returns, resend_health_alerts, "
+            "send_daily_health_summary, send_report_reminders, sync_wecom_directory." in result.stderr)
 
 
 def test_fire_runs_the_directory_sync_against_the_running_stack(stack):

@@ -160,8 +160,13 @@ def fill(definition: ServiceDefinition, applicant: str) -> dict[str, Any]:
     base = datetime(2026, 12, 10, 8, 0, tzinfo=timezone(timedelta(hours=8)))
     form: dict[str, Any] = {}
     for index, spec in enumerate(definition.fields):
-        form[spec.name] = value_for(spec, applicant, base + timedelta(days=index), date(2026, 12, 10 + index))
+        form[spec.name] = AREA_VALUES.get(spec.name) or value_for(spec, applicant, base + timedelta(days=index),
+                                                                  date(2026, 12, 10 + index))
     return form
+
+
+# Text fields an area checks beyond the form (travel by train needs a train number).
+AREA_VALUES: dict[str, Any] = {"train_or_flight": "G178"}
 
 
 def value_for(spec: FieldSpec, applicant: str, moment: datetime, day: date) -> Any:

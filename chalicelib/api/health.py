@@ -15,7 +15,7 @@ No view logs answers, reasons or notes; reads of other people's reports and case
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -329,11 +329,12 @@ def get_today_report(actor: Actor) -> TodayView:
             policy=ANYONE, response=PrefillView)
 def get_report_prefill(actor: Actor) -> PrefillView:
     day, answers = deps.health_desk().prefill(actor)
-    absence = deps.absence_desk().now_away(actor.userid)
+    desk = deps.absence_desk()
+    absence = desk.now_away(actor.userid)
     if absence is None:
         return PrefillView(from_date=day, answers=answers)
     answers = {k: v for k, v in answers.items() if k not in ("whereabouts", "current_city")}
-    note = AwayNote(kind=absence.kind, id=absence.app_id, end=absence.end, overdue=absence.overdue_at(datetime.now(timezone.utc)),
+    note = AwayNote(kind=absence.kind, id=absence.app_id, end=absence.end, overdue=absence.overdue_at(desk.clock()),
                     destination={"province": absence.province, "city": absence.city})
     return PrefillView(from_date=day, answers={**answers, **whereabouts_of(absence)}, away=note)
 

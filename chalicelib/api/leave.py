@@ -32,10 +32,10 @@ from chalicelib.api.health import CampusDate
 from chalicelib.api.routing import Area, RequestModel
 from chalicelib.api.schemas import PageQuery, cursor
 from chalicelib.api.security import authenticated
-from chalicelib.domain.absence import Absence, AbsenceDesk, AwayRow, Kind
+from chalicelib.domain.absence import FORM_FIELDS, Absence, AbsenceDesk, AwayRow, Kind
 from chalicelib.domain.access import Actor
 from chalicelib.domain.directory import ShortId
-from chalicelib.domain.hall import AreaRules, area_rules, on_transition
+from chalicelib.domain.hall import AreaRules, area_fields, area_rules, on_transition
 from chalicelib.domain.health import Filter
 from chalicelib.domain.workflow import Application, Transition
 from chalicelib.errors import BadRequest, Conflict, Forbidden, Invalid, NotFound
@@ -342,16 +342,28 @@ def _local(iso: str, tz: Any) -> str:
 
 # -- the hall's rules and hooks -----------------------------------------------------------------
 @area_rules("leave")
+def leave_rules() -> AreaRules:
+    return deps.absence_desk().rules("leave")
+
+
 @area_rules("travel")
-def absence_rules() -> AreaRules:
-    return deps.absence_desk()
+def travel_rules() -> AreaRules:
+    return deps.absence_desk().rules("travel")
+
+
+for _kind in ("leave", "travel"):
+    area_fields(_kind, FORM_FIELDS[_kind])  # type: ignore[index]
 
 
 @on_transition("leave")
-@on_transition("travel")
-def follow_absence(app: Application, transition: Transition) -> None:
+def follow_leave(app: Application, transition: Transition) -> None:
     """Keep the absence record and its away rows in step with the application."""
-    deps.absence_desk().on_transition(app, transition)
+    deps.absence_desk().on_transition("leave", app, transition)
+
+
+@on_transition("travel")
+def follow_travel(app: Application, transition: Transition) -> None:
+    deps.absence_desk().on_transition("travel", app, transition)
 
 
 # -- the overdue job ----------------------------------------------------------------------------

@@ -36,14 +36,24 @@ from zoneinfo import ZoneInfo
 from chalicelib.domain.access import Action, Actor, Role, Subject, authorities, can
 from chalicelib.domain.health import Filter, Grant, Unit, check_filter
 from chalicelib.domain.notifications import Notification
-from chalicelib.domain.places import in_jinan, trip_number_problem
+from chalicelib.domain.places import MAINLAND_PROVINCES, TRANSPORTS, in_jinan, trip_number_problem
 from chalicelib.domain.workflow import Applicant, Application, Transition
 from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound
+from chalicelib.observability import logger
 
 Kind = Literal["leave", "travel"]
 LEAVE_SERVICE = "student-leave"
 TRAVEL_SERVICE = "leave-jinan"
 KIND_OF_SERVICE: dict[str, Kind] = {LEAVE_SERVICE: "leave", TRAVEL_SERVICE: "travel"}
+# The fields each area reads from its forms (the hall refuses a definition without them).
+FORM_FIELDS: dict[Kind, dict[str, str]] = {
+    "leave": {"start": "datetime", "end": "datetime", "destination": "location", "leaves_jinan": "bool",
+              "transport": "select"},
+    "travel": {"departure_date": "date", "return_date": "date", "destination": "location", "transport": "select",
+               "train_or_flight": "text"},
+}
+EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)  # dates outside are typing mistakes
+QUIET_HOURS = (22, 8)  # overdue reminders wait for the morning (campus time)
 PERSON_TYPE_OF: dict[Kind, str] = {"leave": "student", "travel": "staff"}
 ACTIVE = frozenset({"pending", "approved"})  # statuses that hold the person's calendar
 MAX_LEAD = timedelta(days=366)  # how far ahead an absence may be filed
@@ -234,50 +244,68 @@ class AbsenceDesk:
     retention_days: int = 400
 
     # -- filing (the hall's area rules) -------------------------------------------------------
-    def file(self, applicant: Applicant, data: Mapping[str, Any], replacing: str | None,
+    def rules(self, kind: Kind) -> KindRules:
+        """The hall's area rules for ``kind``'s services."""
+        return KindRules(self, kind)
+
+    def file(self, kind: Kind, applicant: Applicant, data: Mapping[str, Any], replacing: str | None,
              save: Callable[[], Application]) -> Application:
         """Check the form against the person's calendar, then ``save`` it and record the absence,
         all under a lock per person (two filings at once cannot both pass the overlap check).
 
         Raises:
-            Invalid: dates out of order, in the past, too long; an overlap; a bad trip number.
+            Invalid: dates out of order, in the past, too long; an overlap; a place or trip not
+                acceptable.
             Conflict: another filing of the same person is in progress.
         """
         lock = f"absence-file:{applicant.userid}"
         if not self.locks.claim(lock, LOCK_SECONDS):
             raise Conflict("Another filing of yours is being processed; try again in a moment.")
         try:
-            kind = self._kind_of_data(data)
             start, end = self.period(kind, data)
             self._check(kind, applicant, data, start, end, replacing)
             app = save()
-            self.record(app)
+            try:
+                self.record(app, kind)
+            except Exception:  # stored: the transition's hook (retried from its queue) records it
+                logger.exception("absence record deferred to the hook", extra={"app_id": app.app_id})
             return app
         finally:
             self.locks.release(lock)
 
-    def may_cancel(self, app: Application) -> None:
+    def may_cancel(self, kind: Kind, app: Application) -> None:
         """Raises Conflict once the absence has started: the person confirms the return instead."""
-        kind = KIND_OF_SERVICE.get(app.service_id)
-        if kind is None:
-            return
         start, _ = self.period(kind, app.data)
         if self.clock() >= start:
             raise Conflict("It has started already; confirm your return instead of cancelling.")
 
     def period(self, kind: Kind, data: Mapping[str, Any]) -> tuple[datetime, datetime]:
-        """``[start, end)`` in UTC: a leave's times; a travel's departure date to the end of its return date."""
-        if kind == "leave":
-            return (datetime.fromisoformat(str(data["start"])).astimezone(timezone.utc),
-                    datetime.fromisoformat(str(data["end"])).astimezone(timezone.utc))
-        first = date.fromisoformat(str(data["departure_date"]))
-        last = date.fromisoformat(str(data["return_date"]))
-        return (datetime.combine(first, time(0), self.tz).astimezone(timezone.utc),
-                datetime.combine(last + timedelta(days=1), time(0), self.tz).astimezone(timezone.utc))
+        """``[start, end)`` in UTC: a leave's times; a travel's departure date to the end of its return date.
 
-    @staticmethod
-    def _kind_of_data(data: Mapping[str, Any]) -> Kind:
-        return "travel" if "departure_date" in data else "leave"
+        Raises:
+            Invalid: a date missing, malformed or outside 2000-2099 (names the field).
+        """
+        first, last = ("start", "end") if kind == "leave" else ("departure_date", "return_date")
+        moments: list[datetime] = []
+        for name in (first, last):
+            try:
+                if kind == "leave":
+                    moment = datetime.fromisoformat(str(data[name]))
+                    if moment.tzinfo is None:
+                        moment = moment.replace(tzinfo=self.tz)
+                    day = moment.astimezone(self.tz).date()
+                else:
+                    day = date.fromisoformat(str(data[name]))
+                    moment = datetime.combine(day, time(0), self.tz)
+                if not EARLIEST <= day <= LATEST:
+                    raise ValueError(day)
+                if name == last and kind == "travel":
+                    moment = datetime.combine(day + timedelta(days=1), time(0), self.tz)
+                moments.append(moment.astimezone(timezone.utc))
+            except (KeyError, ValueError, OverflowError, TypeError):
+                raise Invalid("The dates are not acceptable.",
+                              {f"data.{name}": f"a date between {EARLIEST.year} and {LATEST.year}"}) from None
+        return moments[0], moments[1]
 
     def _check(self, kind: Kind, applicant: Applicant, data: Mapping[str, Any], start: datetime, end: datetime,
                replacing: str | None) -> None:
@@ -291,10 +319,20 @@ class AbsenceDesk:
         if kind == "leave" and start < now - self.start_grace:
             problems[f"data.{first}"] = "is in the past"
         if kind == "travel" and start.astimezone(self.tz).date() < (now - self.start_grace).astimezone(self.tz).date():
-            problems[f"data.{first}"] = "is in the past"
+            problems[f"data.{first}"] = "is in the past"  # (registering a trip the day after leaving is allowed)
         if start > now + MAX_LEAD:
             problems[f"data.{first}"] = "at most a year ahead"
-        if kind == "travel":
+        destination = data.get("destination") if isinstance(data.get("destination"), Mapping) else {}
+        if destination.get("province") not in MAINLAND_PROVINCES:
+            problems["data.destination"] = "province must be one of the 31 mainland provinces"
+        elif kind == "travel" and in_jinan(destination):
+            problems["data.destination"] = "is Jinan: a registration is for leaving Jinan"
+        elif kind == "leave" and bool(data.get("leaves_jinan")) == in_jinan(destination):
+            problems["data.leaves_jinan"] = ("the destination is Jinan" if in_jinan(destination)
+                                             else "the destination is outside Jinan")
+        if data.get("transport") not in TRANSPORTS:
+            problems["data.transport"] = f"one of {', '.join(TRANSPORTS)}"
+        elif kind == "travel":
             reason = trip_number_problem(str(data.get("transport")), data.get("train_or_flight"))
             if reason:
                 problems["data.train_or_flight"] = reason
@@ -309,15 +347,12 @@ class AbsenceDesk:
                                             f"{_local(clash.end, self.tz)})"})
 
     # -- the hall's hook ------------------------------------------------------------------------
-    def on_transition(self, app: Application, transition: Transition) -> Absence | None:
-        return self.record(app)
+    def on_transition(self, kind: Kind, app: Application, transition: Transition) -> Absence | None:
+        return self.record(app, kind)
 
-    def record(self, app: Application) -> Absence | None:
+    def record(self, app: Application, kind: Kind) -> Absence:
         """Mirror the application into its absence record and bring the away rows in line.
         Idempotent, and safe to run late or twice (an older application version changes nothing)."""
-        kind = KIND_OF_SERVICE.get(app.service_id)
-        if kind is None:
-            return None
         for _ in range(8):
             current = self.store.get(app.applicant.userid, app.app_id)
             if current is not None and current.app_version >= app.version:
@@ -346,29 +381,36 @@ class AbsenceDesk:
                        status=app.status, app_version=app.version)
 
     def _sync_rows(self, absence: Absence) -> Absence:
-        """Write the rows of :func:`away_days`, delete the rest of the recorded span, record the span."""
+        """Write the rows of :func:`away_days`, delete the rest of the recorded span, record the span.
+
+        Rows are written only by a writer holding the record's current version: it first saves
+        the record (span widened to cover what it writes), writes, then saves the narrowed span
+        under the version it saved. If someone changed the record meanwhile its rows may be
+        stale: it deletes those the current record does not want and starts again from it. So a
+        late or repeated sync (a hook rerun, an old copy) never leaves rows the record disowns.
+        """
         for _ in range(8):
             wanted = away_days(absence, self.tz)
             held = (date.fromisoformat(absence.rows[0]), date.fromisoformat(absence.rows[1])) if absence.rows else None
-            if wanted == held:
-                if wanted:
-                    self.store.put_rows(absence, days_of(wanted), self.retention_days)
-                return absence
             hull = _hull(wanted, held)
-            if hull != held:  # widen first: every row written lies inside the recorded span
-                widened = replace(absence, rows=_span(hull))
-                if not self.store.save(widened, absence.version):
-                    absence = self._reread(absence)
-                    continue
-                absence = replace(widened, version=absence.version + 1)
-            if wanted:
-                self.store.put_rows(absence, days_of(wanted), self.retention_days)
-            keep = set(days_of(wanted))
-            self.store.delete_rows(absence, [d for d in days_of(hull) if d not in keep])
+            claimed = replace(absence, rows=_span(hull))
+            if not self.store.save(claimed, absence.version):
+                absence = self._reread(absence)
+                continue
+            absence = replace(claimed, version=absence.version + 1)
+            written = days_of(wanted)
+            if written:
+                self.store.put_rows(absence, written, self.retention_days)
+            surplus = [d for d in days_of(hull) if d not in set(written)]
+            if surplus:
+                self.store.delete_rows(absence, surplus)
             narrowed = replace(absence, rows=_span(wanted))
             if self.store.save(narrowed, absence.version):
                 return replace(narrowed, version=absence.version + 1)
             absence = self._reread(absence)
+            stale = set(written) - set(days_of(away_days(absence, self.tz)))
+            if stale:
+                self.store.delete_rows(absence, sorted(stale))
         raise Conflict("The absence record keeps changing; try again.")
 
     def _reread(self, absence: Absence) -> Absence:
@@ -455,33 +497,55 @@ class AbsenceDesk:
 
     def _find(self, kind: Kind, app_id: str) -> Absence | None:
         app = self.applications.get(app_id)
-        if app is None or KIND_OF_SERVICE.get(app.service_id) != kind:
+        if app is None:
             return None
         absence = self.store.get(app.applicant.userid, app_id)
+        if absence is None and KIND_OF_SERVICE.get(app.service_id) != kind:
+            return None
+        if absence is not None and absence.kind != kind:
+            return None
         if absence is None or absence.app_version < app.version:
-            absence = self.record(app)  # the hook has not run yet: mirror it now
+            absence = self.record(app, kind)  # the hook has not run yet: mirror it now
         return absence
 
     # -- overdue ----------------------------------------------------------------------------------
     def remind_overdue(self) -> dict[str, int]:
         """Remind, once, everyone whose absence ended without a return, and tell their counselor
         (students) or department head (staff). Messages are keyed per absence, so a crash between
-        sending and marking sends nothing twice."""
+        sending and marking sends nothing twice. Between 22:00 and 08:00 (campus time) nothing is
+        sent: the first run of the morning sends what came due in the night. One absence that
+        fails is logged and left for the next run; the others go on."""
         now = self.clock()
-        counts = {"reminded": 0, "already": 0}
+        counts = {"reminded": 0, "already": 0, "held": 0, "failed": 0}
+        hour = now.astimezone(self.tz).hour
+        quiet = hour >= QUIET_HOURS[0] or hour < QUIET_HOURS[1]
         for kind in ("leave", "travel"):
-            for absence in self.store.awaiting(kind, _iso(now)):  # type: ignore[arg-type]
-                if absence.reminded_at or not absence.overdue_at(now):
+            for seen in self.store.awaiting(kind, _iso(now)):  # type: ignore[arg-type]
+                if seen.reminded_at or not seen.overdue_at(now):
                     counts["already"] += 1
                     continue
-                self._send_overdue(absence)
-
-                def reminded(current: Absence) -> Absence | None:
-                    return None if current.reminded_at else replace(current, reminded_at=_iso(now))
-
-                self._update(absence, reminded)
-                counts["reminded"] += 1
+                if quiet:
+                    counts["held"] += 1
+                    continue
+                try:
+                    counts[self._remind(seen, now)] += 1
+                except Exception:  # noqa: BLE001 - one record must not stop the others
+                    logger.exception("overdue reminder failed", extra={"app_id": seen.app_id})
+                    counts["failed"] += 1
         return counts
+
+    def _remind(self, seen: Absence, now: datetime) -> str:
+        # The index is eventually consistent: read the record itself before telling anyone.
+        current = self.store.get(seen.userid, seen.app_id)
+        if current is None or current.reminded_at or not current.overdue_at(now):
+            return "already"
+        self._send_overdue(current)
+
+        def reminded(record: Absence) -> Absence | None:
+            return None if record.reminded_at else replace(record, reminded_at=_iso(now))
+
+        self._update(current, reminded)
+        return "reminded"
 
     def _send_overdue(self, absence: Absence) -> None:
         due = _local(absence.end, self.tz)
@@ -547,7 +611,8 @@ class AbsenceDesk:
         for absence in sorted(self.store.of_person(userid), key=lambda a: a.start, reverse=True):
             span = away_days(absence, self.tz)
             late = overdue_days(absence, self.tz, today)
-            if (span and span[0] <= today <= span[1] and not absence.returned_at) or late:
+            started = datetime.fromisoformat(absence.start) <= now
+            if (span and started and today <= span[1] and not absence.returned_at) or late:
                 return absence
         return None
 
@@ -591,3 +656,18 @@ def _iso(moment: datetime) -> str:
 
 def _local(iso: str, tz: ZoneInfo) -> str:
     return datetime.fromisoformat(iso).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+@dataclass(frozen=True)
+class KindRules:
+    """The hall's area rules for one kind of absence (the area names the kind, not the form)."""
+
+    desk: AbsenceDesk
+    kind: Kind
+
+    def file(self, applicant: Applicant, data: Mapping[str, Any], replacing: str | None,
+             save: Callable[[], Application]) -> Application:
+        return self.desk.file(self.kind, applicant, data, replacing, save)
+
+    def may_cancel(self, app: Application) -> None:
+        self.desk.may_cancel(self.kind, app)

@@ -91,6 +91,24 @@ def rules_of(area: str | None) -> AreaRules | None:
     return factory() if factory else None
 
 
+# The fields (name -> type) an area's rules and hooks read from the form: a definition of the area
+# that drops or retypes one is refused when the IT centre stores it, not found out at filing.
+_AREA_FIELDS: dict[str, dict[str, str]] = {}
+
+
+def area_fields(area: str, fields: Mapping[str, str]) -> None:
+    """Declare the fields ``area`` reads from its services' forms."""
+    _AREA_FIELDS[area] = dict(fields)
+
+
+def area_field_problems(definition: ServiceDefinition) -> dict[str, str]:
+    """Why ``definition`` lacks what its area reads (empty: nothing)."""
+    wanted = _AREA_FIELDS.get(definition.area or "", {})
+    have = {f.name: f.type for f in definition.fields}
+    return {f"fields.{name}": f"the {definition.area} area needs a {kind} field {name!r}"
+            for name, kind in wanted.items() if have.get(name) != kind}
+
+
 class DefinitionStore(Protocol):
     def latest_versions(self) -> dict[str, ServiceDefinition]: ...
     def latest(self, service_id: str) -> ServiceDefinition | None: ...
@@ -178,8 +196,12 @@ class Catalogue:
         """Store ``definition`` as the next version of its service (the version given is ignored).
 
         Raises:
+            Invalid: the definition drops or retypes a field its area reads.
             Conflict: another change got the same version number first.
         """
+        problems = area_field_problems(definition)
+        if problems:
+            raise Invalid("The service's area reads fields this definition does not have.", problems)
         shipped = self._shipped.get(definition.id)
         stored_latest = self._stored.latest(definition.id)
         current = max(shipped.version if shipped else 0, stored_latest.version if stored_latest else 0)

@@ -1,4 +1,4 @@
-"""Fixed lists the away flows count by: mainland provinces, and train and flight numbers.
+"""Fixed lists the away flows count by: mainland provinces, transport, train and flight numbers.
 
 Destinations are chosen from a fixed list so that "who is away, where" counts 山东 and 山东省 as one
 place. The list is the 31 provincial-level divisions of the mainland (GB/T 2260), in its order;
@@ -27,6 +27,8 @@ _TRAIN = re.compile(r"(?:[GCDZTKSYL][1-9][0-9]{0,3}|[1-9][0-9]{3})")
 # either way round: CA, MU, 3U, G5) and 1-4 digits, optionally an operational suffix letter.
 _FLIGHT = re.compile(r"(?:[A-Z]{2}|[A-Z][0-9]|[0-9][A-Z])[0-9]{1,4}[A-Z]?")
 TRIP_NUMBER_NEEDED = frozenset({"train", "plane"})
+# Ways of travelling the away flows count by (the catalogue's transport options are among them).
+TRANSPORTS: tuple[str, ...] = ("walk", "bus", "train", "plane", "coach", "car", "other")
 
 
 def trip_number_problem(transport: str, number: str | None) -> str | None:

@@ -165,8 +165,9 @@ def fill(definition: ServiceDefinition, applicant: str) -> dict[str, Any]:
     return form
 
 
-# Text fields an area checks beyond the form (travel by train needs a train number).
-AREA_VALUES: dict[str, Any] = {"train_or_flight": "G178"}
+# Fields an area checks beyond the form (travel by train needs a train number; leave and travel
+# registrations go somewhere outside Jinan).
+AREA_VALUES: dict[str, Any] = {"train_or_flight": "G178", "destination": {"province": "北京市", "city": "北京市"}}
 
 
 def value_for(spec: FieldSpec, applicant: str, moment: datetime, day: date) -> Any:

@@ -98,8 +98,15 @@ def test_return_before_departure_is_refused_and_overdue_is_reminded_once(client:
         assert call(client, "POST", f"/travel/{other['id']}/return", Tokens(client)["t002"])[0] == 200
     queued_notifications()
     end = datetime(2026, 12, 9, 16, 0, tzinfo=timezone.utc)  # midnight after the return date
-    for minutes in (-10, 20, 50, 24 * 60):
-        client.lambda_.invoke("remind_overdue_returns", scheduled("remind_overdue_returns", end + timedelta(minutes=minutes)))
+    def run(minutes: int) -> dict:
+        return client.lambda_.invoke("remind_overdue_returns",
+                                     scheduled("remind_overdue_returns", end + timedelta(minutes=minutes))).payload
+
+    # Due at midnight: the night's runs hold it, the first run after 08:00 sends it, later ones nothing.
+    assert [run(m)["held"] for m in (-10, 20, 50)] == [0, 1, 1]
+    assert queued_notifications() == []
+    assert run(8 * 60 + 5)["reminded"] == 1
+    assert run(8 * 60 + 35)["reminded"] == 0 and run(24 * 60)["held"] == 0
     told = queued_notifications()
     assert sorted(tuple(n["recipients"]) for n in told) == [("dean01",), ("t001",)]
     with time_machine.travel(end + timedelta(days=1), tick=True):

@@ -18,6 +18,7 @@ from chalicelib.api import (
     notifications,
     people,
     repair,
+    resources,
     suggestions,
     system,
     wecom_callback,
@@ -26,7 +27,7 @@ from chalicelib.api import (
 app = Chalice(app_name="campus-platform")
 app.register_middleware(middleware.log_context, "all")
 AREAS = (system, auth, people, admin, notifications, wecom_callback, hall, counselling, repair, mailbox, suggestions,
-         notices, health, entry, door, leave)
+         notices, health, entry, door, leave, resources)
 # Spreadsheet exports are bytes: API Gateway passes them through when the client accepts the type.
 app.api.binary_types.append(exports.XLSX)
 for module in AREAS:

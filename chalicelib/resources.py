@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pynamodb.models import Model
 
 from chalicelib.db.absence import MODELS as ABSENCE_MODELS
+from chalicelib.db.resources import MODELS as RESOURCE_MODELS
 from chalicelib.db.audit import AuditModel
 from chalicelib.db.door import MODELS as DOOR_MODELS
 from chalicelib.db.directory import AuthorityModel, ClassModel, DepartmentModel, PersonModel
@@ -31,7 +32,7 @@ from chalicelib.db.messaging import DeliveryModel, MemberRateModel, OutboxModel
 TABLE_MODELS: tuple[type[Model], ...] = (
     DepartmentModel, ClassModel, PersonModel, AuthorityModel, AuditModel, KeyValueModel, OutboxModel, DeliveryModel,
     MemberRateModel, *HALL_MODELS, *COUNSELLING_MODELS, *REPAIR_MODELS, *MAILBOX_MODELS, *SUGGESTIONS_MODELS,
-    *NOTICES_MODELS, *HEALTH_MODELS, *DOOR_MODELS, *ABSENCE_MODELS,
+    *NOTICES_MODELS, *HEALTH_MODELS, *DOOR_MODELS, *ABSENCE_MODELS, *RESOURCE_MODELS,
 )
 
 

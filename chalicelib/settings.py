@@ -8,6 +8,7 @@ when the variables it depends on change, so a test that switches stage sees the 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 from decimal import Decimal
@@ -143,6 +144,30 @@ class Settings(BaseSettings):
     absence_start_grace_hours: int = Field(24, ge=0, le=7 * 24)
     absence_retention_days: int = Field(400, ge=30, le=5 * 366)
 
+    # The resource wing. WEBVPN_GATEWAY is the school's WebVPN base URL; resources opened through it
+    # have their host encrypted under WEBVPN_KEY and WEBVPN_IV (16 characters each; the vendor's
+    # default is wrdvpnisthebest!, and a school that changed it on the gateway sets it here).
+    webvpn_gateway: str | None = Field(None, pattern=r"^https?://[^/?#\s]+$")
+    webvpn_key: str = Field("wrdvpnisthebest!", pattern=r"^[\x21-\x7e]{16}$")
+    webvpn_iv: str = Field("wrdvpnisthebest!", pattern=r"^[\x21-\x7e]{16}$")
+    # The school's CARSI identity provider (its SAML entityID), named in WAYFless links.
+    carsi_idp_entity_id: str | None = Field(None, pattern=r"^https://\S+$", max_length=300)
+    # Callers from these networks (comma-separated CIDRs) open WebVPN resources directly: on the
+    # campus network the resource answers without the gateway.
+    campus_networks: str = Field("", pattern=r"^$|^[0-9a-fA-F:./]+(,[0-9a-fA-F:./]+)*$")
+    # Visit counters (per resource, day and person type; never per person) expire after this long.
+    resource_stats_retention_days: int = Field(1100, ge=30, le=10 * 366)
+
+    @field_validator("campus_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for cidr in filter(None, value.split(",")):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not a network: {cidr!r}") from exc
+        return value
+
     @field_validator("campus_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -160,6 +185,10 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         """The campus time zone: calendar days (one report per day, cutoffs) are counted in it."""
         return ZoneInfo(self.campus_timezone)
+
+    @property
+    def campus_cidrs(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in self.campus_networks.split(",") if cidr)
 
     @property
     def gate_doors(self) -> dict[str, int]:

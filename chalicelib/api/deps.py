@@ -19,8 +19,11 @@ from chalicelib.db.directory import DirectoryRepository
 from chalicelib.db.hall import ApplicationRepository, ServiceRepository, UploadRepository
 from chalicelib.db.kv import KeyValueStore
 from chalicelib.db.messaging import MemberRates, OutboxRepository
-from chalicelib.catalogue import shipped_definitions
+from chalicelib.catalogue import shipped_definitions, shipped_resources
 from chalicelib.domain.absence import AbsenceDesk
+from chalicelib.db.resources import ResourceRepository, VisitCounterRepository
+from chalicelib.domain.resources import ResourceDesk
+from chalicelib.domain.webvpn import WebVpn
 from chalicelib.domain.hall import Catalogue, ServiceHall
 from chalicelib.domain.workflow import Application
 from chalicelib.domain.notifications import Notification, notify
@@ -284,3 +287,17 @@ def absence_desk() -> AbsenceDesk:
                        max_days=settings.absence_max_days,
                        start_grace=timedelta(hours=settings.absence_start_grace_hours),
                        retention_days=settings.absence_retention_days)
+
+
+def resource_desk() -> ResourceDesk:
+    """The resource wing, with the school's WebVPN gateway and CARSI identity provider if configured."""
+    settings = get_settings()
+    return ResourceDesk(shipped=shipped_resources(), store=ResourceRepository(), counters=VisitCounterRepository(),
+                        gateway=_webvpn(settings.webvpn_gateway, settings.webvpn_key, settings.webvpn_iv),
+                        idp_entity_id=settings.carsi_idp_entity_id, tz=settings.tz,
+                        retention_days=settings.resource_stats_retention_days)
+
+
+@functools.lru_cache(maxsize=4)
+def _webvpn(gateway: str | None, key: str, iv: str) -> WebVpn | None:
+    return WebVpn(gateway.rstrip("/"), key.encode(), iv.encode()) if gateway else None

@@ -9,12 +9,14 @@ STAMP  := $(VENV)/.installed
 
 PORT        ?= 8000
 DEMO_PEOPLE ?= 1000
+FUTURE_DAYS ?= 400
 
-.PHONY: run test test-unit test-integration test-e2e test-flood fire wecom-callback door-events import demo-csv bench-import bench-health bench-trace clean help
+.PHONY: run test package test-unit test-integration test-e2e test-deploy test-flood test-future fire wecom-callback door-events import demo-csv bench-import bench-health bench-trace clean help
 
 help:
 	@echo "make run                 start the local stack on 127.0.0.1:$(PORT) (PORT, DEMO_PEOPLE override)"
 	@echo "make test                install into .venv and run the whole test suite"
+	@echo "make package             the deployable SAM template and Lambda zip in build/ (no AWS account needed)"
 	@echo "make fire JOB=<name>     run one scheduled job now against the running stack (AT=<ISO time> moves its clock)"
 	@echo "make door-events         post signed gate events for demo people to the running stack (COUNT, PEOPLE)"
 	@echo "make import FILE=x.csv   import people into the running stack (any size, batches of 1000)"
@@ -23,7 +25,8 @@ help:
 	@echo "make bench-import        time a 16,022-row import through a fresh local stack"
 	@echo "make bench-trace         contact tracing over a generated day of 100,000 gate passages"
 	@echo "make bench-health        the morning peak: 16,022 people file today's health report (BENCH_PEOPLE=500 for a quick run)"
-	@echo "make test-unit | test-integration | test-e2e   one layer of the suite"
+	@echo "make test-unit | test-integration | test-e2e | test-deploy   one layer of the suite"
+	@echo "make test-future         unit and integration tests on a clock $(FUTURE_DAYS) days ahead (FUTURE_DAYS overrides)"
 	@echo "make clean               remove .venv and local state"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -64,8 +67,17 @@ bench-trace: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The template merges infra/aws/resources.json (regenerate with `python -m infra.aws.template`).
+# DEPLOY_REGION only names ARNs in the template; packaging talks to no AWS account.
+DEPLOY_REGION ?= cn-north-1
+package: $(STAMP)
+	$(PY) -m infra.aws.package --out build --region $(DEPLOY_REGION)
+
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
+
+test-deploy: $(STAMP)
+	$(PY) -m pytest tests/deploy
 
 test-integration: $(STAMP)
 	$(PY) -m pytest tests/integration
@@ -76,5 +88,9 @@ test-e2e: $(STAMP)
 test-flood: $(STAMP)
 	$(PY) -m pytest -m flood tests/integration
 
+# Tests that pass today but fail once the real date moves past their fixed dates (SQS retention, TTLs, expiry).
+test-future: $(STAMP)
+	FUTURE_DAYS=$(FUTURE_DAYS) $(PY) -m pytest -p tests.support.future_clock tests/unit tests/integration
+
 clean:
-	rm -rf $(VENV) .local .pytest_cache
+	rm -rf $(VENV) .local .pytest_cache build

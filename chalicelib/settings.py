@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     app_version: str = __version__
     campus_timezone: str = "Asia/Shanghai"
 
+    # Deployed stages keep their secrets (every SecretStr field below) as SSM Parameter Store
+    # SecureStrings under this path, named like the variables: /campus-platform/prod/WECOM_SECRET.
+    # A secret given in the environment wins (the local stage's fake ones).
+    secrets_parameter_path: str | None = Field(None, pattern=r"^/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/$")
+
     # Sessions: HS256 signing key (>= 32 characters) and lifetime.
     session_signing_key: SecretStr | None = None
     session_ttl_minutes: int = Field(120, ge=5, le=24 * 60)
@@ -252,6 +257,11 @@ def get_settings() -> Settings:
     with _lock:
         try:
             settings = Settings()  # type: ignore[call-arg]  (values come from the environment)
+            if settings.secrets_parameter_path:
+                stored = _stored_secrets(settings.secrets_parameter_path)
+                missing = {name: value for name, value in stored.items() if getattr(settings, name) is None}
+                if missing:
+                    settings = Settings(**missing)  # type: ignore[arg-type]
         except ValidationError as exc:
             problems = ", ".join(
                 f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
@@ -259,3 +269,26 @@ def get_settings() -> Settings:
             raise SettingsError(f"invalid configuration: {problems}") from None
         _cache = (key, settings)
         return settings
+
+
+SECRET_FIELDS = tuple(name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation))
+
+
+def _stored_secrets(path: str) -> dict[str, str]:
+    """The secrets kept under ``path`` in SSM Parameter Store (decrypted), by settings field name.
+
+    Read once per process (a Lambda container) with one GetParametersByPath; a rotated secret
+    reaches containers started after the change. Other parameters under the path are ignored.
+
+    Raises:
+        SettingsError: the parameters cannot be read (names the path, never a value).
+    """
+    from aws_lambda_powertools.utilities import parameters  # only deployed stages need it
+
+    try:
+        found = parameters.get_parameters(path, decrypt=True, max_age=24 * 3600)
+    except Exception as exc:  # noqa: BLE001 - any failure (denied, throttled, unreachable) means the same
+        raise SettingsError(f"invalid configuration: cannot read the secrets under {path}: "
+                            f"{type(exc.__cause__ or exc).__name__}") from None
+    wanted = {name.upper(): name for name in SECRET_FIELDS}
+    return {wanted[key]: str(value) for key, value in found.items() if key in wanted}

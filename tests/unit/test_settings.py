@@ -49,3 +49,45 @@ def test_given_a_missing_or_bad_variable_then_the_error_names_it(env, name, valu
     with pytest.raises(SettingsError) as raised:
         get_settings()
     assert mentioned in str(raised.value)
+
+
+# -- secrets from SSM Parameter Store (deployed stages) ---------------------------------------------
+@pytest.fixture
+def ssm(env):
+    import boto3
+    from moto import mock_aws
+
+    env.setenv("AWS_DEFAULT_REGION", "cn-north-1")
+    with mock_aws():
+        client = boto3.client("ssm")
+        for name, value in (("WECOM_SECRET", "from-ssm-wecom"), ("SESSION_SIGNING_KEY", "s" * 40),
+                            ("NOT_A_SETTING", "ignored")):
+            client.put_parameter(Name=f"/campus-platform/prod/{name}", Value=value, Type="SecureString")
+        client.put_parameter(Name="/campus-platform/dev/WECOM_SECRET", Value="another-stage", Type="SecureString")
+        yield client
+
+
+def test_deployed_secrets_come_from_the_parameter_path(ssm, env):
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
+    env.setenv("SECRETS_PARAMETER_PATH", "/campus-platform/prod/")
+    env.delenv("WECOM_SECRET", raising=False)
+    env.setenv("SESSION_SIGNING_KEY", "e" * 40)  # given in the environment: it wins
+    settings = get_settings()
+    assert settings.secret("wecom_secret") == "from-ssm-wecom"
+    assert settings.secret("session_signing_key") == "e" * 40
+    assert settings.door_webhook_secret is None  # not stored: still demanded by the feature that needs it
+    assert "from-ssm-wecom" not in repr(settings)
+
+
+def test_an_unreadable_parameter_path_is_a_settings_error_naming_it(env):
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
+    env.setenv("SECRETS_PARAMETER_PATH", "/campus-platform/prod/")
+    env.setenv("AWS_DEFAULT_REGION", "cn-north-1")
+    env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing answers there
+    env.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(SettingsError, match="/campus-platform/prod/"):
+        get_settings()

@@ -156,12 +156,14 @@ def file_at_its_own_endpoint(client: Client, tokens: dict[str, str], service_id:
 
 
 def fill(definition: ServiceDefinition, applicant: str) -> dict[str, Any]:
-    """A valid value for every field (datetime and date fields in increasing order)."""
-    base = datetime(2026, 12, 10, 8, 0, tzinfo=timezone(timedelta(hours=8)))
+    """A valid value for every field (datetime and date fields in increasing order, from a few days
+    ahead: a leave or a trip may not start in the past, nor more than a year ahead)."""
+    base = (datetime.now(timezone(timedelta(hours=8))) + timedelta(days=4)).replace(hour=8, minute=0, second=0,
+                                                                                     microsecond=0)
     form: dict[str, Any] = {}
     for index, spec in enumerate(definition.fields):
         form[spec.name] = AREA_VALUES.get(spec.name) or value_for(spec, applicant, base + timedelta(days=index),
-                                                                  date(2026, 12, 10 + index))
+                                                                  base.date() + timedelta(days=index))
     return form
 
 

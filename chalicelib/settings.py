@@ -214,6 +214,8 @@ class Settings(BaseSettings):
             SettingsError: the secret is not configured (names the variable, never a value).
         """
         value = getattr(self, name, None)
+        if value is None and self.secrets_parameter_path and name in SECRET_FIELDS:
+            value = _stored_secrets(self.secrets_parameter_path).get(name)
         if value is None:
             raise SettingsError(f"invalid configuration: {name.upper()} is not set")
         return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
@@ -257,11 +259,6 @@ def get_settings() -> Settings:
     with _lock:
         try:
             settings = Settings()  # type: ignore[call-arg]  (values come from the environment)
-            if settings.secrets_parameter_path:
-                stored = _stored_secrets(settings.secrets_parameter_path)
-                missing = {name: value for name, value in stored.items() if getattr(settings, name) is None}
-                if missing:
-                    settings = Settings(**missing)  # type: ignore[arg-type]
         except ValidationError as exc:
             problems = ", ".join(
                 f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
@@ -274,21 +271,42 @@ def get_settings() -> Settings:
 SECRET_FIELDS = tuple(name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation))
 
 
+_stored: dict[str, dict[str, str]] = {}
+_ssm_provider: Any = None
+
+
 def _stored_secrets(path: str) -> dict[str, str]:
     """The secrets kept under ``path`` in SSM Parameter Store (decrypted), by settings field name.
 
-    Read once per process (a Lambda container) with one GetParametersByPath; a rotated secret
-    reaches containers started after the change. Other parameters under the path are ignored.
+    Read when a feature first asks for a secret the environment does not give (``/healthz`` and
+    the like never do), with one GetParametersByPath, then kept for the life of the process (a
+    Lambda container): a rotated secret reaches containers started after the change. A failed
+    read is not kept, so the next request tries again. Other parameters under the path are ignored.
 
     Raises:
         SettingsError: the parameters cannot be read (names the path, never a value).
     """
-    from aws_lambda_powertools.utilities import parameters  # only deployed stages need it
-
+    found = _stored.get(path)
+    if found is not None:
+        return found
     try:
-        found = parameters.get_parameters(path, decrypt=True, max_age=24 * 3600)
+        values = _ssm().get_multiple(path, decrypt=True, max_age=0)
     except Exception as exc:  # noqa: BLE001 - any failure (denied, throttled, unreachable) means the same
         raise SettingsError(f"invalid configuration: cannot read the secrets under {path}: "
                             f"{type(exc.__cause__ or exc).__name__}") from None
     wanted = {name.upper(): name for name in SECRET_FIELDS}
-    return {wanted[key]: str(value) for key, value in found.items() if key in wanted}
+    found = {wanted[key]: str(value) for key, value in values.items() if key in wanted}
+    _stored[path] = found
+    return found
+
+
+def _ssm() -> Any:
+    """The one SSM client (Powertools' provider), built on first use with timeouts that fit a request."""
+    global _ssm_provider
+    if _ssm_provider is None:
+        from aws_lambda_powertools.utilities.parameters import SSMProvider  # only deployed stages need it
+        from botocore.config import Config
+
+        _ssm_provider = SSMProvider(boto_config=Config(connect_timeout=2, read_timeout=3,
+                                                       retries={"mode": "adaptive", "max_attempts": 3}))
+    return _ssm_provider

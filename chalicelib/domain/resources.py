@@ -174,6 +174,14 @@ class ResourceDesk:
                 current[resource_id] = stored
         return current
 
+    def current(self, resource_id: str) -> Resource | None:
+        """One resource at its newest version (one read, not the whole catalogue)."""
+        shipped = self.shipped.get(resource_id)
+        stored = self.store.latest(resource_id)
+        if stored is not None and (shipped is None or shipped.version <= stored.version):
+            return stored
+        return shipped
+
     def visible(self, actor: Actor, category: str | None = None) -> list[Resource]:
         """What ``actor`` may open, by category (catalogue order), then order and name."""
         found = [r for r in self.catalogue().values()
@@ -200,7 +208,7 @@ class ResourceDesk:
             NotFound: no such resource, or not one ``actor`` may see (the same answer).
             UpstreamUnavailable: the resource needs WebVPN or CARSI and the school has not configured it.
         """
-        resource = self.catalogue().get(resource_id)
+        resource = self.current(resource_id)
         if resource is None or not resource.enabled or not resource.audience.admits(actor):
             raise NotFound("No such resource.")
         opening = self.link(resource, on_campus)

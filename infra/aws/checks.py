@@ -6,8 +6,8 @@ Each problem is one line naming the resource and the rule. The rules:
 * every SQS queue the template declares is a DLQ or has a redrive policy to one with
   ``maxReceiveCount`` 5, and a visibility timeout of at least 6x the timeout of the function that
   consumes it; every DLQ has an alarm on its depth;
-* every SQS event source reports partial batch failures (``ReportBatchItemFailures``), and every
-  consumer function has an error alarm;
+* every SQS event source reports partial batch failures (``ReportBatchItemFailures``), every
+  consumer function has an error alarm and is created after the policy that lets it read its queue;
 * no IAM statement grants a wildcard resource except CloudWatch Logs; no managed policy beyond the
   VPC access one, and that only under the ``UseVpc`` condition;
 * every DynamoDB table is on-demand, encrypted, with point-in-time recovery, and has a TTL
@@ -19,10 +19,18 @@ Each problem is one line naming the resource and the rule. The rules:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 LOGS_ARN = "arn:*:logs:*:*:*"
+# The only wildcards allowed: the indexes of one named table, the parameters under one named path,
+# the objects of one named bucket (under a prefix or not).
+_NARROW_WILDCARDS = (
+    re.compile(r"^arn:\$\{AWS::Partition\}:dynamodb:\$\{AWS::Region\}:\$\{AWS::AccountId\}:table/[A-Za-z0-9_.-]+/index/\*$"),
+    re.compile(r"^arn:\$\{AWS::Partition\}:ssm:\$\{AWS::Region\}:\$\{AWS::AccountId\}:parameter(/[A-Za-z0-9_.-]+)+/\*$"),
+    re.compile(r"^arn:\$\{AWS::Partition\}:s3:::[a-z0-9.-]+(/[A-Za-z0-9_.-]+)*/\*$"),
+)
 VPC_POLICY = "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 
 
@@ -108,6 +116,9 @@ def _consumer_problems(resources: Mapping[str, Any]) -> list[str]:
                 found.append(f"{name}.{event_name}: the event source does not report batch item failures")
         if events and ("Errors", "FunctionName", json.dumps({"Ref": name})) not in dims:
             found.append(f"{name}: a consumer without an error alarm")
+        policies = set(_of_type(resources, "AWS::IAM::Policy"))
+        if events and policies and not policies & set(function.get("DependsOn", [])):
+            found.append(f"{name}: its event source may be created before the policy that lets it read the queue")
     return found
 
 
@@ -127,15 +138,14 @@ def _iam_problems(resources: Mapping[str, Any]) -> list[str]:
         targets = statement.get("Resource", [])
         for target in targets if isinstance(targets, list) else [targets]:
             text = target.get("Fn::Sub", "") if isinstance(target, Mapping) else str(target)
-            if text == LOGS_ARN:
+            if text == LOGS_ARN or "*" not in text or any(p.search(text) for p in _NARROW_WILDCARDS):
                 continue
-            if text == "*" or text.endswith(":*") or ":*:" in text.replace("${AWS::", ""):
-                found.append(f"{name}: {statement.get('Sid') or statement.get('Action')} grants a wildcard resource "
-                             f"{text!r}")
+            found.append(f"{name}: {statement.get('Sid') or statement.get('Action')} grants a wildcard resource "
+                         f"{text!r}")
         actions = statement.get("Action", [])
         for action in actions if isinstance(actions, list) else [actions]:
-            if action.endswith(":*") or action == "*":
-                found.append(f"{name}: grants every action of {action!r}")
+            if "*" in action:
+                found.append(f"{name}: grants every action matching {action!r}")
     for name, role in _of_type(resources, "AWS::IAM::Role").items():
         managed = _props(role).get("ManagedPolicyArns")
         if managed and managed != {"Fn::If": ["UseVpc", [{"Fn::Sub": VPC_POLICY}], {"Ref": "AWS::NoValue"}]}:

@@ -7,7 +7,7 @@
 3. Builds the Lambda zip itself: the dependencies as pip installs them for the deployed runtime
    (:data:`RUNTIME`, Linux x86_64 binary wheels), less what the Lambda runtime already provides
    (boto3, botocore and their own dependencies; PynamoDB pulls botocore in, 17 MB zipped alone),
-   plus ``app.py`` and ``chalicelib/``. Chalice can only fetch binary wheels for the Python it
+   plus ``app.py``, ``chalicelib/`` and Chalice's runtime modules. Chalice can only fetch binary wheels for the Python it
    runs on, and this machine's 3.11 is a Lambda runtime closed to new functions.
 4. Prints the zip's size and fails if it is over ``--max-mb`` (15).
 """
@@ -27,6 +27,8 @@ from infra.aws.template import MERGE_FILE, PROJECT_DIR, current, render
 
 RUNTIME = "python3.13"  # the Lambda runtime deployed (supported until 2029)
 
+CHALICE_RUNTIME = ("__init__.py", "app.py")
+
 # Top-level names in the zip that the runtime ships (boto3 and what it depends on).
 RUNTIME_PROVIDED = re.compile(r"^(boto3|botocore|s3transfer|jmespath|dateutil|python_dateutil|six)([-_.].*)?(/|\.py$)")
 
@@ -39,7 +41,8 @@ def build_zip(zip_path: Path, work: Path) -> tuple[int, int]:
     shutil.rmtree(site, ignore_errors=True)
     version = RUNTIME.removeprefix("python")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "--target", str(site), "--platform", "manylinux2014_x86_64", "--implementation", "cp",
+                    "--target", str(site), "--platform", "manylinux2014_x86_64",
+                    "--platform", "manylinux_2_28_x86_64", "--implementation", "cp",
                     "--python-version", version, "--only-binary=:all:", "--no-compile", "--no-warn-conflicts",
                     "-r", str(PROJECT_DIR / "requirements.txt")], check=True)
     total = 0
@@ -55,6 +58,12 @@ def build_zip(zip_path: Path, work: Path) -> tuple[int, int]:
             name = path.relative_to(PROJECT_DIR).as_posix()
             if path.is_file() and "__pycache__" not in name:
                 target.write(path, name)
+        # The app imports chalice at run time: its two runtime modules go in, as Chalice's own
+        # packager puts them (the CLI and deployer are not needed in Lambda).
+        import chalice
+
+        for module in CHALICE_RUNTIME:
+            target.write(Path(chalice.__file__).with_name(module), f"chalice/{module}")
     return total, zip_path.stat().st_size
 
 

@@ -170,7 +170,9 @@ def consumer_merges(app: Any, specs: Iterable[Any], stage: Mapping[str, Any]) ->
                              f"{timeout}s timeout")
         resource = cfn_name(function)
         merges[resource] = {
-            "DependsOn": [f"Queue{cfn_name(spec.key)}"],
+            # Lambda checks the role may read the queue when it creates the event source mapping:
+            # the queue and the policy granting that must both exist first.
+            "DependsOn": [f"Queue{cfn_name(spec.key)}", "ResourcePolicy"],
             "Properties": {"Events": {f"{resource}SqsEventSource": {"Properties": {
                 "FunctionResponseTypes": ["ReportBatchItemFailures"]}}}},
         }
@@ -200,7 +202,11 @@ def policy(tables: Iterable[str], specs: Iterable[Any], bucket: str, secrets_pat
                 {"Sid": "Queues", "Effect": "Allow", "Action": sorted(SQS_SEND_ACTIONS + SQS_CONSUME_ACTIONS),
                  "Resource": queue_arns},
                 {"Sid": "Uploads", "Effect": "Allow", "Action": S3_ACTIONS,
-                 "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}/*"}]},
+                 "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}/uploads/*"}]},
+                # Without it S3 answers 403 instead of 404 for an upload that never arrived.
+                {"Sid": "UploadsMissing", "Effect": "Allow", "Action": ["s3:ListBucket"],
+                 "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}"}],
+                 "Condition": {"StringLike": {"s3:prefix": ["uploads/*"]}}},
                 {"Sid": "Secrets", "Effect": "Allow", "Action": ["ssm:GetParametersByPath"],
                  "Resource": [_arn("ssm", f"parameter{path}"), _arn("ssm", f"parameter{path}/*")]},
             ]},
@@ -211,8 +217,9 @@ def policy(tables: Iterable[str], specs: Iterable[Any], bucket: str, secrets_pat
 # -- alarms -------------------------------------------------------------------------------------------
 def alarms(specs: Iterable[Any], consumer_functions: Iterable[str], api_name: str) -> dict[str, Any]:
     resources: dict[str, Any] = {
-        "AlarmTopic": {"Type": "AWS::SNS::Topic", "Properties": {
-            "TopicName": "campus-platform-alarms", "KmsMasterKeyId": "alias/aws/sns"}},
+        # Not encrypted with the aws/sns key: CloudWatch cannot publish to a topic under it (its
+        # key policy cannot grant CloudWatch), and alarms carry no personal data.
+        "AlarmTopic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "campus-platform-alarms"}},
         "AlarmEmailSubscription": {"Type": "AWS::SNS::Subscription", "Condition": "HasAlarmEmail", "Properties": {
             "TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}},
     }

@@ -11,7 +11,7 @@ PORT        ?= 8000
 DEMO_PEOPLE ?= 1000
 FUTURE_DAYS ?= 400
 
-.PHONY: run test package test-unit test-integration test-e2e test-deploy test-flood test-future fire wecom-callback door-events import demo-csv bench-import bench-health bench-trace clean help
+.PHONY: run test package test-unit test-integration test-e2e test-deploy test-fuzz test-flood test-future fire wecom-callback door-events import demo-csv bench-import bench-health bench-trace clean help
 
 help:
 	@echo "make run                 start the local stack on 127.0.0.1:$(PORT) (PORT, DEMO_PEOPLE override)"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench-trace         contact tracing over a generated day of 100,000 gate passages"
 	@echo "make bench-health        the morning peak: 16,022 people file today's health report (BENCH_PEOPLE=500 for a quick run)"
 	@echo "make test-unit | test-integration | test-e2e | test-deploy   one layer of the suite"
+	@echo "make test-fuzz           every API operation fuzzed from /openapi.json, $(FUZZ_EXAMPLES) examples each (make test: 15)"
 	@echo "make test-future         unit and integration tests on a clock $(FUTURE_DAYS) days ahead (FUTURE_DAYS overrides)"
 	@echo "make clean               remove .venv and local state"
 
@@ -78,6 +79,10 @@ test-unit: $(STAMP)
 
 test-deploy: $(STAMP)
 	$(PY) -m pytest tests/deploy
+
+FUZZ_EXAMPLES ?= 200
+test-fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/fuzz
 
 test-integration: $(STAMP)
 	$(PY) -m pytest tests/integration

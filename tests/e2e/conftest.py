@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import PROJECT_DIR
+from chalicelib.settings import SECRET_FIELDS
+from tests.conftest import PROJECT_DIR, stage_environment
+from tests.support.redaction import leaks
 
 STARTUP_TIMEOUT = 90
 
@@ -94,3 +96,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     running = start_stack(tmp_path_factory.mktemp("stack"), DEMO_PEOPLE="50", HEALTH_REPORT_CUTOFF="")
     yield running
     running.stop()
+    # Everything the module's flows logged, checked at once: no personal data, token or secret.
+    env = stage_environment("local")
+    secrets = [env[name.upper()] for name in SECRET_FIELDS if name.upper() in env]
+    found = leaks(running.log(), secrets)
+    assert found == [], "the stack's log carries what it must not:\n" + "\n".join(found[:20])

@@ -193,7 +193,7 @@ def _check_person(person: str) -> None:
 
 
 @area.route("/trace/people/{person}/passages", "GET", summary="A person's gate passages in a period (audited)",
-            policy=TRACERS, query=PeriodQuery, response=PassageList, errors=(BadRequest,))
+            policy=TRACERS, query=PeriodQuery, response=PassageList, errors=(BadRequest, NotFound))
 def trace_passages(person: str, query: PeriodQuery, actor: Actor) -> PassageList:
     """``person`` is a userid, or the key a visitor's pass or an unknown credential carries. At
     most 31 days."""
@@ -204,7 +204,7 @@ def trace_passages(person: str, query: PeriodQuery, actor: Actor) -> PassageList
 
 @area.route("/trace/people/{person}/contacts", "GET",
             summary="Who passed the same gate within minutes of a person's passages (audited)",
-            policy=TRACERS, query=ContactsQuery, response=ContactsView, errors=(BadRequest,))
+            policy=TRACERS, query=ContactsQuery, response=ContactsView, errors=(BadRequest, NotFound))
 def trace_contacts(person: str, query: ContactsQuery, actor: Actor) -> ContactsView:
     """Each contact with the number of overlaps (their passage, the traced person's passage, same
     gate, at most ``window_minutes`` apart) and their times; most overlaps first."""

@@ -264,7 +264,7 @@ def to_response(result: Any, status: int) -> Response:
     if result is None:
         return Response(body="", status_code=204 if status == 200 else status, headers={})
     if isinstance(result, BaseModel):
-        result = result.model_dump(mode="json")
+        result = result.model_dump(mode="json", by_alias=True)  # as /openapi.json documents it
     return json_response(result, status)
 
 

@@ -11,7 +11,7 @@ PORT        ?= 8000
 DEMO_PEOPLE ?= 1000
 FUTURE_DAYS ?= 400
 
-.PHONY: run test package test-unit test-integration test-e2e test-deploy test-fuzz test-flood test-future fire wecom-callback door-events import demo-csv bench-import bench-health bench-trace clean help
+.PHONY: run test package test-unit test-integration test-e2e test-deploy test-fuzz test-flood test-future fire wecom-callback door-events import demo-csv bench bench-import bench-health bench-trace clean help
 
 help:
 	@echo "make run                 start the local stack on 127.0.0.1:$(PORT) (PORT, DEMO_PEOPLE override)"
@@ -22,6 +22,7 @@ help:
 	@echo "make import FILE=x.csv   import people into the running stack (any size, batches of 1000)"
 	@echo "make wecom-callback CHANGE=update_user USERID=s001 NAME=x   play WeCom: a signed contact change"
 	@echo "make demo-csv N=16022 FILE=people.csv   write a generated import file"
+	@echo "make bench               cold start, AWS calls, peak, jobs, zip size into bench/results.md (~20 min; BENCH_PEOPLE=2000)"
 	@echo "make bench-import        time a 16,022-row import through a fresh local stack"
 	@echo "make bench-trace         contact tracing over a generated day of 100,000 gate passages"
 	@echo "make bench-health        the morning peak: 16,022 people file today's health report (BENCH_PEOPLE=500 for a quick run)"
@@ -55,6 +56,11 @@ import: $(STAMP)
 
 demo-csv: $(STAMP)
 	$(PY) -m infra.local.demo $(or $(N),16022) $(or $(FILE),people.csv)
+
+# Not a test: targets are reported, never enforced. Sizes: BENCH_PEOPLE (the peak), BENCH_JOB_SIZES (the jobs).
+bench: $(STAMP)
+	BENCH_PEOPLE=$(or $(BENCH_PEOPLE),2000) BENCH_JOB_SIZES="$(or $(BENCH_JOB_SIZES),16022 100000)" \
+	BENCH_COLD_RUNS=$(or $(BENCH_COLD_RUNS),7) $(PY) -m bench.suite
 
 bench-import: $(STAMP)
 	$(PY) -m bench.import_directory

@@ -59,6 +59,7 @@ from zoneinfo import ZoneInfo
 import boto3
 import requests
 
+from bench.common import quiet_stdout
 from infra.local.demo import CAST, generate_population
 from tests.support.health import NORMAL  # the answers the tests file, as any phone would
 
@@ -500,19 +501,6 @@ class InProcess:
         return statistics.median(self.bare_seconds)
 
 
-@contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """The app's JSON access lines go to /dev/null (written all the same: their cost stays timed)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(os.devnull, "w") as sink:
-        os.dup2(sink.fileno(), 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 @contextmanager

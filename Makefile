@@ -22,7 +22,7 @@ help:
 	@echo "make import FILE=x.csv   import people into the running stack (any size, batches of 1000)"
 	@echo "make wecom-callback CHANGE=update_user USERID=s001 NAME=x   play WeCom: a signed contact change"
 	@echo "make demo-csv N=16022 FILE=people.csv   write a generated import file"
-	@echo "make bench               cold start, AWS calls, peak, jobs, zip size into bench/results.md (~20 min; BENCH_PEOPLE=2000)"
+	@echo "make bench               cold start, AWS calls, peak, jobs, zip size into bench/results.md (~15 min; BENCH_PEOPLE=2000)"
 	@echo "make bench-import        time a 16,022-row import through a fresh local stack"
 	@echo "make bench-trace         contact tracing over a generated day of 100,000 gate passages"
 	@echo "make bench-health        the morning peak: 16,022 people file today's health report (BENCH_PEOPLE=500 for a quick run)"

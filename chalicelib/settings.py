@@ -272,16 +272,15 @@ SECRET_FIELDS = tuple(name for name, info in Settings.model_fields.items() if "S
 
 
 _stored: dict[str, dict[str, str]] = {}
-_ssm_provider: Any = None
 
 
 def _stored_secrets(path: str) -> dict[str, str]:
-    """The secrets kept under ``path`` in SSM Parameter Store (decrypted), by settings field name.
+    """The secrets kept under ``path`` in SSM Parameter Store, by settings field name.
 
     Read when a feature first asks for a secret the environment does not give (``/healthz`` and
-    the like never do), with one GetParametersByPath, then kept for the life of the process (a
-    Lambda container): a rotated secret reaches containers started after the change. A failed
-    read is not kept, so the next request tries again. Other parameters under the path are ignored.
+    the like never do), then kept for the life of the process (a Lambda container): a rotated
+    secret reaches containers started after the change. A failed read is not kept, so the next
+    request tries again. Other parameters under the path are ignored.
 
     Raises:
         SettingsError: the parameters cannot be read (names the path, never a value).
@@ -289,24 +288,13 @@ def _stored_secrets(path: str) -> dict[str, str]:
     found = _stored.get(path)
     if found is not None:
         return found
+    from chalicelib.integrations.parameters import ParameterStoreError, parameters_under
+
     try:
-        values = _ssm().get_multiple(path, decrypt=True, max_age=0)
-    except Exception as exc:  # noqa: BLE001 - any failure (denied, throttled, unreachable) means the same
-        raise SettingsError(f"invalid configuration: cannot read the secrets under {path}: "
-                            f"{type(exc.__cause__ or exc).__name__}") from None
+        values = parameters_under(path)
+    except ParameterStoreError as exc:
+        raise SettingsError(f"invalid configuration: cannot read the secrets under {path}: {exc}") from None
     wanted = {name.upper(): name for name in SECRET_FIELDS}
-    found = {wanted[key]: str(value) for key, value in values.items() if key in wanted}
+    found = {wanted[key]: value for key, value in values.items() if key in wanted}
     _stored[path] = found
     return found
-
-
-def _ssm() -> Any:
-    """The one SSM client (Powertools' provider), built on first use with timeouts that fit a request."""
-    global _ssm_provider
-    if _ssm_provider is None:
-        from aws_lambda_powertools.utilities.parameters import SSMProvider  # only deployed stages need it
-        from botocore.config import Config
-
-        _ssm_provider = SSMProvider(boto_config=Config(connect_timeout=2, read_timeout=3,
-                                                       retries={"mode": "adaptive", "max_attempts": 3}))
-    return _ssm_provider

@@ -69,10 +69,11 @@ def ssm(env):
 
 @pytest.fixture(autouse=True)
 def _fresh_secret_store(monkeypatch):
+    import chalicelib.integrations.parameters as parameters_module
     import chalicelib.settings as settings_module
 
     monkeypatch.setattr(settings_module, "_stored", {})
-    monkeypatch.setattr(settings_module, "_ssm_provider", None)
+    monkeypatch.setattr(parameters_module, "_provider", None)
 
 
 def test_deployed_secrets_come_from_the_parameter_path(ssm, env):

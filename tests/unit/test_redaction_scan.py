@@ -27,3 +27,8 @@ def test_each_kind_of_leak_is_found() -> None:
 
 def test_digits_that_are_not_an_id_or_a_phone_pass() -> None:
     assert leaks("ts 1765012345678 order 110105194912310021 msgid 23912345678") == []
+
+
+def test_a_run_of_digits_inside_a_hex_id_is_not_a_phone_but_one_after_a_label_is() -> None:
+    assert leaks('"msg_signature":"8f3a16612345678bd01e","nonce":"a16698765432"') == []
+    assert [f.split(" at line ")[0] for f in leaks("phone=16612345678;tel:16612345678")] == ["mobile number"] * 2

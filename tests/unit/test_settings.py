@@ -97,12 +97,27 @@ def test_settings_without_secrets_need_no_parameter_store(env):
     assert get_settings().stage == "dev" and get_settings().table_name("people") == "campus-dev-people"
 
 
+def denied_parameter_store(env) -> None:
+    """The provider's client answers every read with AccessDeniedException (no network involved)."""
+    import boto3
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+    from botocore.stub import Stubber
+
+    import chalicelib.integrations.parameters as parameters_module
+
+    client = boto3.client("ssm", region_name="cn-north-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    stubber = Stubber(client)
+    for _ in range(3):
+        stubber.add_client_error("get_parameters_by_path", "AccessDeniedException", http_status_code=400)
+    stubber.activate()
+    env.setattr(parameters_module, "_provider", SSMProvider(boto3_client=client))
+
+
 def test_an_unreadable_parameter_path_is_a_settings_error_naming_it(env):
     env.delenv("WECOM_SECRET", raising=False)
     env.setenv("SECRETS_PARAMETER_PATH", "/campus-platform/prod/")
     env.setenv("AWS_DEFAULT_REGION", "cn-north-1")
-    env.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing answers there
-    env.setenv("AWS_MAX_ATTEMPTS", "1")
+    denied_parameter_store(env)
     settings = get_settings()  # reading the settings needs no secret
     with pytest.raises(SettingsError, match="/campus-platform/prod/"):
         settings.secret("wecom_secret")

@@ -51,6 +51,7 @@ def build_document(app: Chalice, *, local: bool = True) -> dict[str, Any]:
             models.add((spec.body, "validation"))
         if spec.response is not None:
             models.add((spec.response, "serialization"))
+        models.update((model, "serialization") for _, _, model in spec.also)
     ordered = sorted(models, key=lambda item: (item[0].__name__, item[1]))
     refs, schema_doc = models_json_schema(ordered, ref_template=REF)
 
@@ -134,6 +135,11 @@ def _operation(spec: RouteSpec, refs: dict[tuple[type[BaseModel], str], Any]) ->
         }
     else:
         responses[str(spec.status)] = {"description": spec.summary}
+    if spec.headers:
+        responses[str(spec.status)]["headers"] = {name: {"schema": {"type": "string"}} for name in spec.headers}
+    for status, when, model in spec.also:
+        responses[str(status)] = {"description": when,
+                                  "content": {"application/json": {"schema": refs[(model, "serialization")]}}}
     error_ref = refs[(ErrorBody, "serialization")]
     for error in _errors_of(spec):
         status, code = status_and_code(error())
@@ -146,7 +152,7 @@ def _operation(spec: RouteSpec, refs: dict[tuple[type[BaseModel], str], Any]) ->
         "content": {"application/json": {"schema": error_ref}},
     }
     for response in responses.values():
-        response["headers"] = {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}}
+        response["headers"] = {**response.get("headers", {}), "X-Request-Id": {"$ref": "#/components/headers/RequestId"}}
     operation["responses"] = responses
     return operation
 

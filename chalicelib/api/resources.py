@@ -112,7 +112,8 @@ def list_resources(query: ResourceQuery, actor: Actor) -> ResourceList:
 
 
 @area.route("/resources/{resource_id}/go", "GET", summary="Open a resource: 302 to my link (counted)",
-            policy=ANYONE, status=302, errors=(NotFound, UpstreamUnavailable))
+            policy=ANYONE, status=302, headers=("Location",), errors=(NotFound, UpstreamUnavailable),
+            also=((200, "the link, when asked with Accept: application/json", Opened),))
 def open_resource(resource_id: str, actor: Actor, request: Request) -> Response:
     """Off the campus network a WebVPN resource opens through the gateway, on it directly; a CARSI
     resource opens at its provider's login naming the school. Unknown resources and resources not

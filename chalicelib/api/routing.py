@@ -93,6 +93,9 @@ class RouteSpec:
     content_types: tuple[str, ...] = ("application/json",)
     max_body: int | None = None  # bytes; a bigger body is refused before it is parsed
     invalid: type[Invalid] = Invalid  # raised for a body or query that fails validation
+    # Other successful answers the view may give: status -> (when, body model), documented as such
+    also: tuple[tuple[int, str, type[BaseModel]], ...] = ()
+    headers: tuple[str, ...] = ()  # response headers of the main status (``Location`` of a 302)
 
 
 class Area:
@@ -117,6 +120,8 @@ class Area:
         content_types: tuple[str, ...] = ("application/json",),
         max_body: int | None = None,
         invalid: type[Invalid] = Invalid,
+        also: tuple[tuple[int, str, type[BaseModel]], ...] = (),
+        headers: tuple[str, ...] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare a route.
 
@@ -131,6 +136,9 @@ class Area:
         ``max_body`` refuses a larger body with ``invalid`` (field ``body``) before parsing it;
         ``invalid`` is what a body or query failing validation raises (``Invalid``, 422, unless
         the route's contract says 400: ``InvalidInput``).
+
+        ``also`` documents other successful answers as ``(status, when, model)``; ``headers``
+        names the response headers of ``status`` (``Location`` for a redirect).
         """
 
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -154,6 +162,8 @@ class Area:
                 content_types=tuple(content_types),
                 max_body=max_body,
                 invalid=invalid,
+                also=tuple(also),
+                headers=tuple(headers),
             )
             if invalid is not Invalid and invalid not in spec.errors:
                 spec = dataclasses.replace(spec, errors=(*spec.errors, invalid))

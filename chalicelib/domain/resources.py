@@ -30,6 +30,7 @@ from chalicelib.domain.access import Actor, Role
 from chalicelib.domain.directory import PersonType
 from chalicelib.domain.webvpn import LinkError, WebVpn, split_target
 from chalicelib.errors import Invalid, NotFound, UpstreamUnavailable
+from chalicelib.observability import logger
 
 Category = Literal["literature", "campus_system", "virtual_lab", "course_platform", "meeting_live"]
 CATEGORIES: tuple[str, ...] = ("literature", "campus_system", "virtual_lab", "course_platform", "meeting_live")
@@ -202,7 +203,9 @@ class ResourceDesk:
         return resource
 
     def open(self, actor: Actor, resource_id: str, on_campus: bool, now: datetime) -> Opening:
-        """The link for ``actor``, counted as a visit.
+        """The link for ``actor``, counted as a visit. Counting is best-effort: a reader is never
+        refused a database because a statistics write failed (the failure is logged as
+        ``resource visit not counted``).
 
         Raises:
             NotFound: no such resource, or not one ``actor`` may see (the same answer).
@@ -212,7 +215,11 @@ class ResourceDesk:
         if resource is None or not resource.enabled or not resource.audience.admits(actor):
             raise NotFound("No such resource.")
         opening = self.link(resource, on_campus)
-        self.counters.add(now.astimezone(self.tz).date(), resource.id, actor.person_type, self.retention_days)
+        try:
+            self.counters.add(now.astimezone(self.tz).date(), resource.id, actor.person_type, self.retention_days)
+        except Exception as exc:  # noqa: BLE001 - the reader gets the link; the figures lose one visit
+            logger.error("resource visit not counted", extra={"resource_id": resource.id,
+                                                              "error_type": type(exc).__name__})
         return opening
 
     def link(self, resource: Resource, on_campus: bool) -> Opening:

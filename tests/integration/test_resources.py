@@ -135,6 +135,26 @@ def test_without_a_configured_gateway_or_idp_the_answer_says_so(client: Client, 
     assert stats["total"] == 1  # only the opening that answered a link was counted
 
 
+def test_a_failed_visit_count_does_not_keep_the_reader_from_the_resource(
+        client: Client, tokens: Tokens, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # Given the counters' table refusing writes (throttled)
+    from pynamodb.exceptions import UpdateError
+
+    class ThrottledCounters:
+        def add(self, *args: object) -> None:
+            raise UpdateError("Failed to update item", cause=RuntimeError("ProvisionedThroughputExceededException"))
+
+    configured = deps.resource_desk
+    monkeypatch.setattr(deps, "resource_desk", lambda: dataclasses.replace(configured(), counters=ThrottledCounters()))
+    caplog.set_level("ERROR", logger="campus-platform")
+    # When a student opens a database, then the link is answered all the same
+    status, headers, _ = go(client, tokens["s001"], "ieee")
+    assert status == 302 and headers["Location"] == GATEWAY.encode("https://ieeexplore.ieee.org/")
+    # And the lost count is logged as an error, naming the resource and the failure
+    lost = [r for r in caplog.records if r.getMessage() == "resource visit not counted"]
+    assert [(r.resource_id, r.error_type) for r in lost] == [("ieee", "UpdateError")]
+
+
 # -- the IT centre changes the catalogue ----------------------------------------------------------
 NEW = {"name": "中国裁判文书网", "category": "literature", "url": "https://wenshu.court.gov.cn/", "access": "direct",
        "audience": {"types": ["staff"]}, "description": "裁判文书公开", "order": 300}

@@ -87,3 +87,25 @@ def test_bodies_parameters_and_errors_come_from_the_declarations():
     assert {"200", "400", "415", "422", "500"} <= set(put["responses"])
     get = document["paths"]["/filings"]["get"]
     assert get["parameters"][0]["name"] == "limit" and get["parameters"][0]["in"] == "query"
+
+
+def test_a_redirect_documents_its_location_and_the_other_answers_it_may_give():
+    class Link(BaseModel):
+        location: str
+
+    area = Area("links")
+
+    @area.route("/links/{link_id}/go", "GET", summary="Follow", policy=PUBLIC, status=302, headers=("Location",),
+                also=((200, "as JSON when asked", Link),))
+    def follow(link_id: str) -> dict:
+        return {}
+
+    app = Chalice(app_name="links")
+    app.register_blueprint(area.blueprint)
+    document = openapi.build_document(app)
+    validate(document)
+    responses = document["paths"]["/links/{link_id}/go"]["get"]["responses"]
+    assert set(responses["302"]["headers"]) == {"Location", "X-Request-Id"} and "content" not in responses["302"]
+    assert responses["200"]["description"] == "as JSON when asked"
+    assert responses["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Link"}
+    assert "location" in document["components"]["schemas"]["Link"]["properties"]

@@ -12,8 +12,8 @@ keeping the responses too):
   the largest counter row, a class-less unit as full as on a 16,022- and a 100,000-person campus),
   ``POST /services/student-leave/applications`` (an 8-day leave: three approval steps),
   ``POST /applications/{id}/decisions`` (each step), ``GET /leave/overview`` (with names, figures
-  only), ``GET /resources/cnki/go``, ``GET /health/overview`` (campus-wide: the first of the day
-  takes the roster, the next reads the counters; a counselor's classes), ``POST
+  only), ``GET /resources/cnki/go``, ``GET /health/overview`` (campus-wide before the day's
+  jobs have run: counted live from the directory, nothing written; a leader's; a counselor's classes), ``POST
   /webhooks/door/events`` (1 and 25 signed events), ``GET /healthz``;
 * consumers: every message the requests queued, delivered to its queue's consumer (WeCom's HTTP
   API mocked with ``responses``; the door gateway too);
@@ -162,7 +162,7 @@ def scenario() -> dict[str, Any]:
             ops.record("request", "GET /leave/overview (leader: figures only)",
                        request("GET", f"/leave/overview?date={day}", "leader01"))
             ops.record("request", "GET /resources/cnki/go (302)", lambda: go(client, tokens["s001"], "cnki"))
-            ops.record("request", "GET /health/overview (hospital, campus-wide, first of the day)",
+            ops.record("request", "GET /health/overview (hospital, campus-wide, the day not opened: counted live)",
                        request("GET", "/health/overview", "doc01"))
             ops.record("request", "GET /health/overview (hospital, campus-wide, again)",
                        request("GET", "/health/overview", "doc01"))

@@ -463,8 +463,9 @@ def _raise_alert(record: SQSRecord) -> str:
 # -- jobs ---------------------------------------------------------------------------------------
 @area.blueprint.schedule(Rate(10, unit=Rate.MINUTES))
 def send_report_reminders(event: CloudWatchEvent) -> dict[str, Any]:
-    """At the reminder times (default 08:00 and 14:00) remind whoever has not reported; at the
-    digest time (16:00) send each counselor their students still missing. Once per slot."""
+    """When the day opens (00:00) record its expected counts; at the reminder times (default 08:00
+    and 14:00) remind whoever has not reported; at the digest time (16:00) send each counselor
+    their students still missing. Once per slot."""
     report = deps.health_stats().send_reminders().as_dict()
     logger.info("health reminders", extra={"job": report})
     return report

@@ -3,8 +3,9 @@
 Every figure comes from the day counters (one partition per day, a row per unit), never from a
 query over the reports: see :mod:`chalicelib.db.health`. Who is expected comes from the directory
 (active people of the expected types); the reminder job writes each day's expected counts into the
-counters, so later dashboards of that day read them back. For a day without them (the job has not
-run yet) the expected counts are taken live from the directory for the caller's scope.
+counters when the day opens (00:00 campus time) and again at each reminder, so that day's dashboards
+read them back. For a day without them (the job has not run) a dashboard takes the expected counts
+live from the directory for the caller's scope, and writes nothing: a GET never does.
 
 Scopes (:func:`chalicelib.domain.health.scope_of`): a counselor sees their classes, a department
 head their department, HR the staff, student affairs the students, the hospital everyone; a
@@ -37,6 +38,7 @@ from chalicelib.domain.health_desk import Report, check_period
 from chalicelib.domain.notifications import Notification
 from chalicelib.errors import Forbidden
 
+DAY_OPENS = time(0, 0)  # the first run of a day records its expected counts, before any dashboard
 SLOT_WINDOW = timedelta(minutes=50)  # a slot is still sent by a run this long after its time
 SLOT_LEASE_SECONDS = 15 * 60  # a run that died frees its slot for the next run after this
 DIGEST_NAMES = 120  # names listed in one counselor message (WeCom's 2,000 characters)
@@ -152,15 +154,7 @@ class HealthStats:
     def figures(self, day: date, grants: Sequence[Grant], wanted: Filter) -> Breakdown:
         units, taken = self.store.day_units(day.isoformat())
         if not taken:
-            if day == self.campus.day(self.clock()) and Grant() in grants:
-                # The first campus-wide view of a day the jobs have not opened yet: take the
-                # roster now, once, for everyone's later views of the day.
-                roster = self.roster()
-                self.store.set_expected(day.isoformat(), self.expected_of(roster), _iso(self.clock()),
-                                        self._expires(day))
-                units, _ = self.store.day_units(day.isoformat())
-            else:
-                units = _with_expected(units, self.expected_of(self.people_in(grants, wanted)))
+            units = _with_expected(units, self.expected_of(self.people_in(grants, wanted)))
         return sum_units(units, lambda u: any(g.covers(u) for g in grants) and wanted.keeps(u))
 
     def overview(self, actor: Any, day: date, wanted: Filter) -> Breakdown:
@@ -261,26 +255,30 @@ class HealthStats:
         self.claims.put(key, "done", 2 * 24 * 3600)
 
     def send_reminders(self) -> JobReport:
-        """Remind the people who have not reported (at the reminder times, until the cutoff) and
-        send each class's counselors the names still missing (at the digest times). Each slot is
-        sent once a day however often the schedule fires; also records the day's expected counts."""
+        """Record the day's expected counts when it opens (00:00), remind the people who have not
+        reported (at the reminder times, until the cutoff) and send each class's counselors the
+        names still missing (at the digest times). Each slot runs once a day however often the
+        schedule fires; every one records the expected counts again (the roster may have changed)."""
         now = self.clock()
         result = JobReport()
+        opening = due_slots(now, self.campus, (DAY_OPENS,), SLOT_WINDOW)
         reminders = due_slots(now, self.campus, self.reminder_times, SLOT_WINDOW) if self.campus.is_open(now) else []
         digests = due_slots(now, self.campus, self.digest_times, SLOT_WINDOW) if self.campus.is_open(now) else []
-        work = [("reminder", d, s) for d, s in reminders] + [("digest", d, s) for d, s in digests]
+        work = [("open", d, s) for d, s in opening] + [("reminder", d, s) for d, s in reminders] \
+            + [("digest", d, s) for d, s in digests]
         for kind, day, slot in work:
             key = self._claim(day, kind, slot)
             if key is None:
                 continue
             roster = self.roster()
             self.store.set_expected(day.isoformat(), self.expected_of(roster), _iso(now), self._expires(day))
-            reported = self.store.reporters(day.isoformat(), sorted({p.unit for p in roster}))
-            missing = [p for p in roster if p.userid not in reported]
-            if kind == "reminder":
-                result.reminded += self._remind(day, slot, missing)
-            else:
-                result.digests += self._digest(day, missing)
+            if kind != "open":
+                reported = self.store.reporters(day.isoformat(), sorted({p.unit for p in roster}))
+                missing = [p for p in roster if p.userid not in reported]
+                if kind == "reminder":
+                    result.reminded += self._remind(day, slot, missing)
+                else:
+                    result.digests += self._digest(day, missing)
             result.slots.append(f"{kind}@{slot.strftime('%H:%M')}")
             self._done(key)
         return result

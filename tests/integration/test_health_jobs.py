@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import time_machine
 from chalice.test import Client
 
 from chalicelib.db.directory import DirectoryRepository, PersonModel
-from chalicelib.db.health import HealthDayModel
+from chalicelib.db.health import ROSTER_ROW, HealthDayModel
 from chalicelib.domain.notifications import MAX_TOUSER
 from infra.local.demo import generate_population, load_demo_campus
 from tests.support.aws_calls import recorded_table_calls
 from tests.support.hall import Tokens, open_campus, queued_notifications
+from tests.support.identity import call
 from tests.support.health import FEVER, NORMAL, consent, file_report, scheduled_event
 
 MORNING = datetime(2026, 11, 30, 1, 0, tzinfo=timezone.utc)  # 09:00 in Shanghai
@@ -24,7 +25,7 @@ CAST = {"admin", "hr01", "doc01", "xg01", "bw01", "hq01", "xl01", "leader01", "d
 
 
 def at_campus_time(hour: int, minute: int = 0) -> datetime:
-    return datetime(2026, 11, 30, hour - 8, minute, tzinfo=timezone.utc)
+    return datetime(2026, 11, 30, 0, minute, tzinfo=timezone.utc) + timedelta(hours=hour - 8)
 
 
 @pytest.fixture
@@ -77,6 +78,35 @@ def test_the_opening_notice_and_the_reminder_are_separate_slots(client: Client, 
     second = run(client, "send_report_reminders", at_campus_time(14, 5))
     assert first["slots"] == ["reminder@08:00"] and second["slots"] == ["reminder@14:00"]
     assert {p["key"] for p in queued_notifications()} == {f"health-reminder:{DAY}:0800", f"health-reminder:{DAY}:1400"}
+
+
+def test_the_day_opens_at_midnight_with_its_expected_counts_and_no_message(client: Client) -> None:
+    # Given the cast, and nobody has looked at the day yet
+    with time_machine.travel(datetime(2026, 11, 29, 15, 0, tzinfo=timezone.utc), tick=True):  # 23:00 the day before
+        open_campus(client)
+    queued_notifications()
+    # When the schedule fires just after midnight, twice
+    first = run(client, "send_report_reminders", at_campus_time(0, 3))
+    second = run(client, "send_report_reminders", at_campus_time(0, 13))
+    # Then the first run records the expected count of every unit, once, and messages nobody
+    assert first == {**first, "slots": ["open@00:00"], "reminded": 0, "digests": 0}
+    assert second["slots"] == [] and queued_notifications() == []
+    rows = {r.unit: int(r.expected or 0) for r in HealthDayModel.query(DAY)}
+    assert rows.pop(ROSTER_ROW, None) is not None  # the day is marked taken
+    assert sum(rows.values()) == len(CAST) and len(rows) > 1
+
+
+def test_a_dashboard_before_the_day_opens_counts_live_and_writes_nothing(client: Client, tokens: Tokens) -> None:
+    # Given the day's jobs have not run (the fixture filed three reports at 09:00)
+    before = {(r.unit, r.expected) for r in HealthDayModel.query(DAY)}
+    # When the hospital opens the campus-wide overview
+    with time_machine.travel(MORNING, tick=True), recorded_table_calls() as calls:
+        status, body = call(client, "GET", f"/health/overview?date={DAY}", tokens["doc01"])
+    # Then the figures count everyone expected, from the directory, and nothing was written
+    assert status == 200, body
+    assert (body["total"]["expected"], body["total"]["reported"]) == (len(CAST), 3)
+    assert not [c for c in calls if c[0] in ("PutItem", "UpdateItem", "BatchWriteItem", "TransactWriteItems")]
+    assert {(r.unit, r.expected) for r in HealthDayModel.query(DAY)} == before
 
 
 def test_reminder_times_are_settings(client: Client, tokens: Tokens, monkeypatch: pytest.MonkeyPatch) -> None:

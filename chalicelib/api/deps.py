@@ -26,7 +26,7 @@ from chalicelib.domain.resources import ResourceDesk
 from chalicelib.domain.webvpn import WebVpn
 from chalicelib.domain.hall import Catalogue, ServiceHall
 from chalicelib.domain.workflow import Application
-from chalicelib.domain.notifications import Notification, notify
+from chalicelib.domain.notifications import Notification, notify, notify_all
 from chalicelib.domain.uploads import AttachmentCheck
 from chalicelib.integrations import storage
 from chalicelib.integrations.queues import publish, publish_many
@@ -83,6 +83,11 @@ def _session_tokens(secret: str, stage: str, ttl_minutes: int) -> SessionTokens:
 def notifier() -> Callable[[Notification], int]:
     """``notify`` bound to the notifications queue: what areas call to message people."""
     return functools.partial(notify, publish=_publish_parts)
+
+
+def notifier_of_many() -> Callable[[Sequence[Notification]], int]:
+    """``notify_all`` bound to the notifications queue: a job's many messages in batched sends."""
+    return functools.partial(notify_all, publish=_publish_parts)
 
 
 def _publish_parts(parts: Sequence[dict], delay_seconds: int) -> None:
@@ -179,7 +184,8 @@ def health_cases() -> HealthCases:
 def health_stats() -> HealthStats:
     settings = get_settings()
     return HealthStats(store=health_store(), directory=directory(), open_report=health_desk().open, audit=audit(),
-                       notify=notifier(), claims=kv(), queue_alert=queue_health_alert, campus=campus_clock(),
+                       notify=notifier(), notify_all=notifier_of_many(), claims=kv(), queue_alert=queue_health_alert,
+                       campus=campus_clock(),
                        expected_types=settings.health_expected_types.split(","),
                        reminder_times=parse_times(settings.health_reminder_times),
                        digest_times=parse_times(settings.health_missing_digest_time),

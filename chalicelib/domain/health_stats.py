@@ -77,12 +77,13 @@ class HealthStats:
     """Dashboards, missing lists, exports and the reminder and summary jobs.
 
     Collaborators: ``store`` (counters and reports), ``directory`` (rosters, classes, holders),
-    ``open_report`` (a stored report opened), ``audit``, ``notify``, ``claims`` (the kv store:
+    ``open_report`` (a stored report opened), ``audit``, ``notify`` (and ``notify_all``, the same for many at once), ``claims`` (the kv store:
     one run per slot), ``queue_alert``, ``clock``.
     """
 
     def __init__(self, *, store: Any, directory: Any, open_report: Callable[[Any], Report], audit: Any,
-                 notify: Callable[[Notification], int], claims: Any, queue_alert: Callable[[str, str, int], None],
+                 notify: Callable[[Notification], int], notify_all: Callable[[Sequence[Notification]], int],
+                 claims: Any, queue_alert: Callable[[str, str, int], None],
                  campus: CampusClock, expected_types: Sequence[str], reminder_times: Sequence[time],
                  digest_times: Sequence[time], summary_times: Sequence[time], page_url: str | None,
                  retention_days: int, min_cell: int, clock: Callable[[], datetime]) -> None:
@@ -91,6 +92,7 @@ class HealthStats:
         self.open_report = open_report
         self.audit = audit
         self.notify = notify
+        self.notify_all = notify_all
         self.claims = claims
         self.queue_alert = queue_alert
         self.campus = campus
@@ -302,7 +304,7 @@ class HealthStats:
         counselors = self.directory.class_counselors(sorted(by_class))
         # Only counselors who are active and still hold the class (the class row may lag).
         holders = self.directory.get_people(sorted({u for c in counselors.values() for u in c}))
-        sent = 0
+        digests: list[Notification] = []
         for class_id, students in sorted(by_class.items()):
             recipients = tuple(sorted(u for u in counselors.get(class_id, ()) if u in holders
                                       and holders[u].status == "active" and class_id in holders[u].counselor_of
@@ -312,11 +314,12 @@ class HealthStats:
             names = "、".join(p.name for p in students[:DIGEST_NAMES])
             more = f"等{len(students)}人" if len(students) > DIGEST_NAMES else f"共{len(students)}人"
             body = f"截至目前{class_id}班尚未完成{day.isoformat()}健康填报（{more}）：{names}"
-            self.notify(Notification(
+            digests.append(Notification(
                 key=f"health-missing:{day.isoformat()}:{class_id}", recipients=recipients,
                 title=f"{class_id}班今日未填报名单", body=_clip(body), url=self.page_url, mass=True))
-            sent += 1
-        return sent
+        if digests:
+            self.notify_all(digests)
+        return len(digests)
 
     def send_summary(self) -> JobReport:
         """At the summary time: campus figures to leaders, each department's to its head (counts

@@ -93,10 +93,21 @@ def mass_send_delay(now: datetime) -> int:
 
 def notify(notification: Notification, publish: Publisher, clock: Callable[[], datetime] | None = None) -> int:
     """Enqueue a notification; returns the number of parts. Safe to repeat (see ``key``)."""
+    return notify_all([notification], publish, clock)
+
+
+def notify_all(notifications: Sequence[Notification], publish: Publisher,
+               clock: Callable[[], datetime] | None = None) -> int:
+    """Enqueue several notifications with as few publish calls as their delays allow (a job's
+    hundreds of per-class messages go out in batches); returns the number of parts."""
     now = (clock or (lambda: datetime.now(timezone.utc)))()
-    parts = split(notification)
-    publish([p.model_dump(mode="json") for p in parts], mass_send_delay(now) if notification.mass else 0)
-    return len(parts)
+    by_delay: dict[int, list[dict[str, Any]]] = {}
+    for notification in notifications:
+        delay = mass_send_delay(now) if notification.mass else 0
+        by_delay.setdefault(delay, []).extend(p.model_dump(mode="json") for p in split(notification))
+    for delay, parts in by_delay.items():
+        publish(parts, delay)
+    return sum(len(parts) for parts in by_delay.values())
 
 
 def wecom_payload(part: NotificationPart, recipients: Sequence[str], agent_id: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from chalicelib.db.directory import DirectoryRepository, PersonModel
 from chalicelib.db.health import ROSTER_ROW, HealthDayModel
 from chalicelib.domain.notifications import MAX_TOUSER
 from infra.local.demo import generate_population, load_demo_campus
-from tests.support.aws_calls import recorded_table_calls
+from tests.support.aws_calls import recorded_aws_calls, recorded_table_calls
 from tests.support.hall import Tokens, open_campus, queued_notifications
 from tests.support.identity import call
 from tests.support.health import FEVER, NORMAL, consent, file_report, scheduled_event
@@ -117,8 +117,11 @@ def test_reminder_times_are_settings(client: Client, tokens: Tokens, monkeypatch
 
 
 def test_at_16_00_each_counselor_gets_their_students_still_missing(client: Client, tokens: Tokens) -> None:
-    result = run(client, "send_report_reminders", at_campus_time(16, 5))
+    with recorded_aws_calls() as calls:
+        result = run(client, "send_report_reminders", at_campus_time(16, 5))
     assert result["digests"] == 3
+    # The classes' lists go to the queue in one batched send, not one call per class
+    assert [op for service, op in calls if service == "sqs" and op.startswith("Send")] == ["SendMessageBatch"]
     parts = {p["key"]: p for p in queued_notifications()}
     cs2001 = parts[f"health-missing:{DAY}:cs2001"]
     assert cs2001["recipients"] == ["fdy01"]

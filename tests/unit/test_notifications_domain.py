@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import ValidationError
 
-from chalicelib.domain.notifications import MAX_TOUSER, Notification, mass_send_delay, notify, split, wecom_payload
+from chalicelib.domain.notifications import MAX_TOUSER, Notification, mass_send_delay, notify, notify_all, split, wecom_payload
 
 
 def note(n: int, **extra) -> Notification:
@@ -42,6 +42,15 @@ def test_notify_publishes_every_part_with_the_mass_delay_only_for_mass_sends():
     assert notify(note(1500, mass=True), lambda parts, delay: sent.append((len(parts), delay)), at_eight) == 2
     notify(note(3), lambda parts, delay: sent.append((len(parts), delay)), at_eight)
     assert sent == [(2, 120), (1, 0)]
+
+
+def test_notify_all_publishes_once_per_delay_with_every_part_in_order():
+    sent = []
+    at_eight = lambda: datetime(2026, 11, 30, 0, 0, tzinfo=timezone.utc)  # noqa: E731
+    batch = [note(1500, mass=True), note(3), note(2, mass=True)]
+    assert notify_all(batch, lambda parts, delay: sent.append(([len(p["recipients"]) for p in parts], delay)),
+                      at_eight) == 4
+    assert sent == [([1000, 500, 2], 120), ([3], 0)]
 
 
 @pytest.mark.parametrize("kind", ["text", "textcard", "markdown"])

@@ -27,7 +27,7 @@ from chalicelib.domain.webvpn import WebVpn
 from chalicelib.domain.hall import Catalogue, ServiceHall
 from chalicelib.domain.workflow import Application
 from chalicelib.domain.notifications import Notification, notify, notify_all
-from chalicelib.domain.uploads import AttachmentCheck
+from chalicelib.domain.uploads import KEPT, UPLOAD_TAG, AttachmentCheck
 from chalicelib.integrations import storage
 from chalicelib.integrations.queues import publish, publish_many
 from chalicelib.domain.protection import FieldProtector
@@ -126,7 +126,8 @@ def hall() -> ServiceHall:
     """The service hall, wired to the stores, the notifications queue and the real clock."""
     return ServiceHall(
         catalogue=catalogue(), applications=applications(), people=directory(),
-        check_attachment=AttachmentCheck(uploads(), lambda key: storage.stat(uploads_bucket(), key)),
+        check_attachment=AttachmentCheck(uploads(), lambda key: storage.stat(uploads_bucket(), key),
+                                         lambda key: storage.set_tag(uploads_bucket(), key, UPLOAD_TAG, KEPT)),
         notify=notifier(), audit=audit(), sealer=protector(), clock=_utc_now, claims=kv(),
         retry_hooks=_retry_hooks,
     )

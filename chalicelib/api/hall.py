@@ -20,9 +20,9 @@ from chalicelib.domain.access import Actor, Role
 from chalicelib.domain.forms import CATEGORY_NAMES, Category, FieldSpec, ServiceDefinition
 from chalicelib.domain.hall import visible_services
 from chalicelib.domain.statistics import ServiceStatistics, service_statistics
-from chalicelib.domain.uploads import ALLOWED_TYPES, new_key
+from chalicelib.domain.uploads import ALLOWED_TYPES, PENDING_TAGGING, new_key
 from chalicelib.domain.workflow import Application
-from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound
+from chalicelib.errors import Conflict, Forbidden, Invalid, NotFound, UpstreamUnavailable
 from chalicelib.integrations import storage
 from chalicelib.resources import HALL_HOOKS
 from chalicelib.settings import get_settings
@@ -164,9 +164,10 @@ class UploadRequest(RequestModel):
 
 class UploadSlot(BaseModel):
     key: str = Field(description="Put this in the form's attachment field once the upload is done")
-    url: str = Field(description="PUT the file here with the same Content-Type, before expires_at")
+    url: str = Field(description="PUT the file here with exactly these headers, before expires_at")
     method: Literal["PUT"] = "PUT"
-    headers: dict[str, str]
+    headers: dict[str, str] = Field(description="Send each with the PUT: they are signed (Content-Type, the "
+                                    "x-amz-tagging that marks the file pending until a form holds it)")
     expires_at: str
 
 
@@ -200,7 +201,7 @@ def put_service(service_id: str, body: ServiceDefinition, actor: Actor) -> Servi
 
 # -- applications -------------------------------------------------------------------------------
 @area.route("/services/{service_id}/applications", "POST", summary="File an application", policy=ANYONE,
-            body=Form, response=ApplicationView, status=201, errors=(NotFound, Conflict))
+            body=Form, response=ApplicationView, status=201, errors=(NotFound, Conflict, UpstreamUnavailable))
 def file_application(service_id: str, body: Form, actor: Actor, request: Request) -> Response:
     """Invalid forms are refused with a reason per field (``data.<field>``); nothing is written.
 
@@ -229,7 +230,8 @@ def get_application(app_id: str, actor: Actor) -> ApplicationView:
 
 
 @area.route("/applications/{app_id}", "PUT", summary="Edit and resend an application returned to me",
-            policy=ANYONE, body=Form, response=ApplicationView, errors=(NotFound, Forbidden, Conflict))
+            policy=ANYONE, body=Form, response=ApplicationView,
+            errors=(NotFound, Forbidden, Conflict, UpstreamUnavailable))
 def resubmit_application(app_id: str, body: Form, actor: Actor) -> ApplicationView:
     return ApplicationView.of(deps.hall().resubmit(actor, app_id, body.data))
 
@@ -293,8 +295,8 @@ def create_upload(body: UploadRequest, actor: Actor) -> UploadSlot:
     # The slot outlives the URL by a day so a form filed a little later can still use the file.
     deps.uploads().open(key, actor.userid, body.content_type, body.size, now, lifetime + timedelta(days=1))
     url = storage.presign_put(deps.uploads_bucket(), key, body.content_type, body.size,
-                              int(lifetime.total_seconds()))
-    return UploadSlot(key=key, url=url, headers={"Content-Type": body.content_type},
+                              int(lifetime.total_seconds()), PENDING_TAGGING)
+    return UploadSlot(key=key, url=url, headers={"Content-Type": body.content_type, "x-amz-tagging": PENDING_TAGGING},
                       expires_at=(now + lifetime).isoformat(timespec="seconds"))
 
 

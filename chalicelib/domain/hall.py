@@ -8,7 +8,7 @@ leave...) react to transitions through :func:`on_transition` hooks, so the engin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -33,7 +33,7 @@ from chalicelib.domain.workflow import (
     resolve_chain,
     resubmit,
 )
-from chalicelib.errors import Conflict, Invalid, NotFound
+from chalicelib.errors import Conflict, Invalid, NotFound, UpstreamUnavailable
 from chalicelib.observability import logger
 
 Hook = Callable[[Application, Transition], None]
@@ -130,6 +130,7 @@ class People(Protocol):
 
 class AttachmentCheck(Protocol):
     def __call__(self, owner: str, spec: FieldSpec, key: str) -> str | None: ...
+    def keep(self, keys: Sequence[str]) -> None: ...
 
 
 class AuditLog(Protocol):
@@ -300,6 +301,7 @@ class ServiceHall:
                    app_id: str | None, extra: Mapping[str, Any]) -> Application:
         clean, sealed = self._clean(definition, actor, data)
         chain = self._chain(definition, applicant, clean)
+        self._keep_files(definition, clean)
         app = file_application(definition, applicant, clean, chain, self.clock(), app_id)
         app = replace(app, extra={**extra, "sealed": sealed} if sealed else dict(extra))
         self.catalogue.pin(definition, self.clock())
@@ -317,6 +319,7 @@ class ServiceHall:
         definition = self.catalogue.version(app.service_id, app.service_version)
         clean, sealed = self._clean(definition, actor, data, already=app.data)
         chain = self._chain(definition, app.applicant, clean)
+        self._keep_files(definition, clean, already=app.data)
         moved = resubmit(app, actor, clean, chain, self.clock())
         moved = replace(moved, extra={**app.extra, "sealed": sealed} if sealed else
                         {k: v for k, v in app.extra.items() if k != "sealed"})
@@ -415,6 +418,23 @@ class ServiceHall:
                 sealed[spec.name] = self.sealer.seal(f"form.{spec.name}", clean[spec.name])
                 clean[spec.name] = mask_id_number(clean[spec.name])
         return clean, sealed
+
+    def _keep_files(self, definition: ServiceDefinition, clean: Mapping[str, Any],
+                    already: Mapping[str, Any] | None = None) -> None:
+        """Tag the form's new files kept, before the form is stored (a failure stores nothing).
+
+        Raises:
+            UpstreamUnavailable: the storage could not be reached; the applicant tries again.
+        """
+        keys = [k for spec in definition.fields if spec.type == "attachment" for k in clean.get(spec.name) or ()
+                if not (already and k in (already.get(spec.name) or ()))]
+        if not keys:
+            return
+        try:
+            self.check_attachment.keep(keys)
+        except Exception as exc:  # noqa: BLE001 - nothing is stored yet: the applicant retries
+            logger.error("attachments not kept; the form was not stored", extra={"error_type": type(exc).__name__})
+            raise UpstreamUnavailable("The attachments could not be saved just now; please try again.") from None
 
     def _check_person(self, spec: FieldSpec, userid: str) -> str | None:
         person = self.people.get_person(userid)

@@ -3,6 +3,10 @@
 An upload is a slot (key, owner, type, size limit) handed out with a presigned URL; a form field of
 type ``attachment`` holds slot keys. A key is accepted on a form only if its slot belongs to the
 applicant, the type suits the field and the object really is in the bucket within the size limit.
+
+Every upload arrives tagged ``upload=pending`` (the tag is part of the signed PUT), and the bucket's
+lifecycle deletes pending objects after a few days: a file picked on a phone and never filed does
+not stay in storage. Before a form holding it is stored, the file is tagged ``upload=kept``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ ALLOWED_TYPES: dict[str, str] = {
     "application/vnd.ms-excel": "xls",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
 }
+UPLOAD_TAG = "upload"
+PENDING, KEPT = "pending", "kept"
+PENDING_TAGGING = f"{UPLOAD_TAG}={PENDING}"  # the x-amz-tagging header every upload is signed with
 KEY_PATTERN = re.compile(r"^uploads/\d{8}/[0-9a-f]{32}\.[a-z]{3,4}$")
 
 
@@ -48,6 +55,13 @@ class AttachmentCheck:
 
     slots: SlotStore
     stat: Callable[[str], Any]  # key -> object with .size, or None when nothing was uploaded
+    mark_kept: Callable[[str], None]  # key -> the object is tagged kept (the lifecycle spares it)
+
+    def keep(self, keys: Sequence[str]) -> None:
+        """Spare the files of a form about to be stored from the lifecycle's removal of pending
+        uploads (idempotent: a retried filing tags them again)."""
+        for key in dict.fromkeys(keys):
+            self.mark_kept(key)
 
     def __call__(self, owner: str, spec: FieldSpec, key: str) -> str | None:
         if not KEY_PATTERN.match(key):

@@ -29,17 +29,24 @@ class StoredObject:
     content_type: str
 
 
-def presign_put(bucket: str, key: str, content_type: str, size: int, expires_in: int) -> str:
-    """A URL that accepts exactly one PUT of ``size`` bytes of ``content_type`` at ``key``.
+def presign_put(bucket: str, key: str, content_type: str, size: int, expires_in: int, tagging: str) -> str:
+    """A URL that accepts exactly one PUT of ``size`` bytes of ``content_type`` at ``key``, tagged
+    ``tagging`` (``k=v``).
 
-    Content-Type and Content-Length are signed: an upload with another type or length is refused
-    by S3 itself.
+    Content-Type, Content-Length and the ``x-amz-tagging`` header are signed: an upload with another
+    type, length or tag (or none) is refused by S3 itself.
     """
     return s3_client().generate_presigned_url(
         "put_object",
-        Params={"Bucket": bucket, "Key": key, "ContentType": content_type, "ContentLength": size},
+        Params={"Bucket": bucket, "Key": key, "ContentType": content_type, "ContentLength": size,
+                "Tagging": tagging},
         ExpiresIn=expires_in,
     )
+
+
+def set_tag(bucket: str, key: str, name: str, value: str) -> None:
+    """Replace the object's tags with ``name=value``."""
+    s3_client().put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": name, "Value": value}]})
 
 
 def presign_get(bucket: str, key: str, expires_in: int) -> str:

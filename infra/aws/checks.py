@@ -13,7 +13,8 @@ Each problem is one line naming the resource and the rule. The rules:
 * every DynamoDB table is on-demand, encrypted, with point-in-time recovery, and has a TTL
   attribute where its model declares one;
 * no function's environment carries a secret (they come from SSM Parameter Store);
-* the API is regional, throttled, and has a 5xx alarm.
+* the API is regional, throttled, and has a 5xx alarm;
+* every bucket blocks public access and deletes uploads still tagged pending (files never filed).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from chalicelib.domain.uploads import PENDING, UPLOAD_TAG
 
 LOGS_ARN = "arn:*:logs:*:*:*"
 # The only wildcards allowed: the indexes of one named table, the parameters under one named path,
@@ -46,6 +49,7 @@ def problems(template: Mapping[str, Any], secret_names: Iterable[str] = (),
     found += _table_problems(resources, ttl_tables or {})
     found += _secret_problems(resources, set(secret_names))
     found += _api_problems(resources)
+    found += _bucket_problems(resources)
     return found
 
 
@@ -196,4 +200,19 @@ def _api_problems(resources: Mapping[str, Any]) -> list[str]:
             found.append(f"{name}: no throttling")
         if not any(metric == "5XXError" and dim == "ApiName" for metric, dim, _ in _alarm_dimensions(resources)):
             found.append(f"{name}: no 5xx alarm")
+    return found
+
+
+def _bucket_problems(resources: Mapping[str, Any]) -> list[str]:
+    found = []
+    for name, bucket in _of_type(resources, "AWS::S3::Bucket").items():
+        props = _props(bucket)
+        block = props.get("PublicAccessBlockConfiguration", {})
+        if not all(block.get(k) is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls",
+                                                  "RestrictPublicBuckets")):
+            found.append(f"{name}: public access is not blocked")
+        rules = props.get("LifecycleConfiguration", {}).get("Rules", [])
+        if not any(r.get("Status") == "Enabled" and r.get("ExpirationInDays")
+                   and {"Key": UPLOAD_TAG, "Value": PENDING} in r.get("TagFilters", []) for r in rules):
+            found.append(f"{name}: uploads never filed are never deleted (no expiry of {UPLOAD_TAG}={PENDING})")
     return found

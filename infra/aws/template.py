@@ -36,6 +36,8 @@ from typing import Any
 from pynamodb.attributes import TTLAttribute
 from pynamodb.models import Model
 
+from chalicelib.domain.uploads import PENDING, UPLOAD_TAG
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 MERGE_FILE = PROJECT_DIR / "infra" / "aws" / "resources.json"
 STAGE = "prod"
@@ -50,7 +52,11 @@ DYNAMODB_ACTIONS = sorted({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Upd
 SQS_SEND_ACTIONS = ["sqs:GetQueueUrl", "sqs:SendMessage"]
 SQS_CONSUME_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                        "sqs:ReceiveMessage"]
-S3_ACTIONS = ["s3:GetObject", "s3:PutObject"]
+# PutObjectTagging: the presigned PUT carries the pending tag, and filing a form tags its files kept.
+S3_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:PutObjectTagging"]
+# A pending upload can be put on a form only while its slot lives (the URL's minutes plus a day):
+# after this many days nothing can ever hold it, and the bucket deletes it.
+PENDING_UPLOAD_DAYS = 2
 
 
 def cfn_name(text: str) -> str:
@@ -275,8 +281,14 @@ def build(app: Any, config: Mapping[str, Any], models: Iterable[type[Model]], sp
                                                "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
             "CorsConfiguration": {"CorsRules": [{"AllowedMethods": ["PUT", "GET"], "AllowedOrigins": [
                 {"Ref": "H5Origin"}], "AllowedHeaders": ["*"], "MaxAge": 3600}]},
-            "LifecycleConfiguration": {"Rules": [{"Id": "abandoned-multipart", "Status": "Enabled",
-                                                  "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]},
+            "LifecycleConfiguration": {"Rules": [
+                {"Id": "abandoned-multipart", "Status": "Enabled",
+                 "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+                # Files uploaded and never filed (chalicelib.domain.uploads): personal documents
+                # must not outlive the form they were meant for.
+                {"Id": "abandoned-uploads", "Status": "Enabled", "Prefix": "uploads/",
+                 "TagFilters": [{"Key": UPLOAD_TAG, "Value": PENDING}], "ExpirationInDays": PENDING_UPLOAD_DAYS},
+            ]},
         }}
     resources["ResourcePolicy"] = policy((f"{prefix}{_logical(m)}" for m in models), specs, bucket, secrets_path)
     resources.update(alarms(specs, [name for name, _ in consumers(app)], api_name))

@@ -231,7 +231,18 @@ def admin_policy(t: dict) -> None:
     t["Resources"]["DefaultRole"]["Properties"]["ManagedPolicyArns"] = ["arn:aws:iam::aws:policy/AdministratorAccess"]
 
 
+def keep_abandoned_uploads(t: dict) -> None:
+    rules = t["Resources"]["UploadsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    rules[:] = [r for r in rules if "TagFilters" not in r]
+
+
+def public_bucket(t: dict) -> None:
+    t["Resources"]["UploadsBucket"]["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] = False
+
+
 @pytest.mark.parametrize(("breakage", "expected"), [
+    (keep_abandoned_uploads, "UploadsBucket: uploads never filed are never deleted"),
+    (public_bucket, "UploadsBucket: public access is not blocked"),
     (drop_a_dlq, "QueueNotifications: a queue without a dead-letter queue"),
     (widen_a_resource, "wildcard resource"),
     (widen_an_arn, "wildcard resource"),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+import requests
 from chalice.test import Client
 
 from chalicelib.resources import QUEUES
@@ -192,6 +194,54 @@ def test_uploads_are_presigned_and_checked_before_a_form_may_use_them(client: Cl
     status, app = call(client, "POST", "/services/test-leave/applications", hall["s001"],
                        leave(1, proof=[slot["key"]]))
     assert status == 201 and app["data"]["proof"] == [slot["key"]]
+
+
+def tags_of(key: str) -> dict[str, str]:
+    tagging = boto3.client("s3").get_object_tagging(Bucket=bucket_names()[0], Key=key)
+    return {t["Key"]: t["Value"] for t in tagging["TagSet"]}
+
+
+def test_uploads_stay_pending_until_a_stored_form_holds_them(client: Client, hall: dict[str, str]) -> None:
+    # Given two files uploaded through their presigned URLs, with the headers the slots name
+    slots = [call(client, "POST", "/uploads", hall["s001"], {"content_type": "application/pdf", "size": 5})[1]
+             for _ in range(2)]
+    for slot in slots:
+        assert slot["headers"] == {"Content-Type": "application/pdf", "x-amz-tagging": "upload=pending"}
+        assert "x-amz-tagging" in parse_qs(urlsplit(slot["url"]).query)["X-Amz-SignedHeaders"][0]
+        assert requests.put(slot["url"], data=b"%PDF!", headers=slot["headers"], timeout=10).status_code == 200
+    # Then both arrive pending (what the bucket's lifecycle deletes after a few days)
+    assert [tags_of(s["key"]) for s in slots] == [{"upload": "pending"}] * 2
+    # When a form holding the first is stored, that file is kept and the other stays pending
+    status, _ = call(client, "POST", "/services/test-leave/applications", hall["s001"], leave(1, proof=[slots[0]["key"]]))
+    assert status == 201
+    assert [tags_of(s["key"]) for s in slots] == [{"upload": "kept"}, {"upload": "pending"}]
+
+
+def test_a_form_whose_files_cannot_be_kept_is_not_stored(client: Client, hall: dict[str, str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ClientError
+
+    from chalicelib.integrations import storage
+
+    _, slot = call(client, "POST", "/uploads", hall["s001"], {"content_type": "application/pdf", "size": 5})
+    requests.put(slot["url"], data=b"%PDF!", headers=slot["headers"], timeout=10)
+
+    def unavailable(*args: object) -> None:
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}},
+                          "PutObjectTagging")
+
+    with monkeypatch.context() as storage_down:
+        # Given the storage refusing to tag the file
+        storage_down.setattr(storage, "set_tag", unavailable)
+        # When the student files the form, they are told to try again, and nothing was filed
+        status, error = call(client, "POST", "/services/test-leave/applications", hall["s001"],
+                             leave(1, proof=[slot["key"]]))
+        assert (status, error["code"]) == (503, "upstream_unavailable")
+        assert call(client, "GET", "/applications", hall["s001"])[1]["items"] == []
+        assert tags_of(slot["key"]) == {"upload": "pending"}
+    # And once the storage answers again, the same form goes through
+    assert call(client, "POST", "/services/test-leave/applications", hall["s001"], leave(1, proof=[slot["key"]]))[0] == 201
+    assert tags_of(slot["key"]) == {"upload": "kept"}
 
 
 @pytest.mark.parametrize(("body", "field"), [

@@ -42,6 +42,8 @@ from chalicelib.domain.door import DoorLog, DoorPasses, Tracing
 from chalicelib.domain.entry import EntryDesk
 from chalicelib.integrations.door_gateway import DoorGateway, HikvisionGateway, JsonDoorGateway
 from chalicelib.resources import DOOR_SYNC, HALL_HOOKS, HEALTH_ALERTS, NOTIFICATIONS
+from chalicelib.errors import UpstreamUnavailable
+from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 
 
@@ -94,6 +96,19 @@ def _publish_parts(parts: Sequence[dict], delay_seconds: int) -> None:
     publish_many(NOTIFICATIONS, parts, delay_seconds=delay_seconds)
 
 
+def _keep_upload(key: str) -> None:
+    """Tag an upload kept (a form holds it), so the bucket's lifecycle spares it.
+
+    Raises:
+        UpstreamUnavailable: S3 refused or did not answer; the form is not stored.
+    """
+    try:
+        storage.set_tag(uploads_bucket(), key, UPLOAD_TAG, KEPT)
+    except storage.StorageUnavailable as exc:
+        logger.error("attachment not kept; the form is not stored", extra={"error_code": str(exc)})
+        raise UpstreamUnavailable("The attachments could not be saved just now; please try again.") from None
+
+
 @functools.cache
 def kv() -> KeyValueStore:
     return KeyValueStore()
@@ -126,8 +141,7 @@ def hall() -> ServiceHall:
     """The service hall, wired to the stores, the notifications queue and the real clock."""
     return ServiceHall(
         catalogue=catalogue(), applications=applications(), people=directory(),
-        check_attachment=AttachmentCheck(uploads(), lambda key: storage.stat(uploads_bucket(), key),
-                                         lambda key: storage.set_tag(uploads_bucket(), key, UPLOAD_TAG, KEPT)),
+        check_attachment=AttachmentCheck(uploads(), lambda key: storage.stat(uploads_bucket(), key), _keep_upload),
         notify=notifier(), audit=audit(), sealer=protector(), clock=_utc_now, claims=kv(),
         retry_hooks=_retry_hooks,
     )

@@ -166,8 +166,9 @@ class UploadSlot(BaseModel):
     key: str = Field(description="Put this in the form's attachment field once the upload is done")
     url: str = Field(description="PUT the file here with exactly these headers, before expires_at")
     method: Literal["PUT"] = "PUT"
-    headers: dict[str, str] = Field(description="Send each with the PUT: they are signed (Content-Type, the "
-                                    "x-amz-tagging that marks the file pending until a form holds it)")
+    headers: dict[str, str] = Field(description="Send each with the PUT: they are signed (Content-Type; the "
+                                    "x-amz-tagging that marks the file pending until a form holds it; "
+                                    "If-None-Match, so a second PUT is refused with 412: the file is there)")
     expires_at: str
 
 
@@ -294,9 +295,9 @@ def create_upload(body: UploadRequest, actor: Actor) -> UploadSlot:
     key = new_key(body.content_type, now)
     # The slot outlives the URL by a day so a form filed a little later can still use the file.
     deps.uploads().open(key, actor.userid, body.content_type, body.size, now, lifetime + timedelta(days=1))
-    url = storage.presign_put(deps.uploads_bucket(), key, body.content_type, body.size,
-                              int(lifetime.total_seconds()), PENDING_TAGGING)
-    return UploadSlot(key=key, url=url, headers={"Content-Type": body.content_type, "x-amz-tagging": PENDING_TAGGING},
+    url, headers = storage.presign_put(deps.uploads_bucket(), key, body.content_type, body.size,
+                                       int(lifetime.total_seconds()), PENDING_TAGGING)
+    return UploadSlot(key=key, url=url, headers=headers,
                       expires_at=(now + lifetime).isoformat(timespec="seconds"))
 
 

@@ -33,7 +33,7 @@ from chalicelib.domain.workflow import (
     resolve_chain,
     resubmit,
 )
-from chalicelib.errors import Conflict, Invalid, NotFound, UpstreamUnavailable
+from chalicelib.errors import Conflict, Invalid, NotFound
 from chalicelib.observability import logger
 
 Hook = Callable[[Application, Transition], None]
@@ -301,12 +301,12 @@ class ServiceHall:
                    app_id: str | None, extra: Mapping[str, Any]) -> Application:
         clean, sealed = self._clean(definition, actor, data)
         chain = self._chain(definition, applicant, clean)
-        self._keep_files(definition, clean)
         app = file_application(definition, applicant, clean, chain, self.clock(), app_id)
         app = replace(app, extra={**extra, "sealed": sealed} if sealed else dict(extra))
         self.catalogue.pin(definition, self.clock())
 
-        def save() -> Application:
+        def save() -> Application:  # after the area's own checks: only a stored form keeps files
+            self._keep_files(definition, clean)
             self.applications.save(app, None)
             return app
 
@@ -319,12 +319,12 @@ class ServiceHall:
         definition = self.catalogue.version(app.service_id, app.service_version)
         clean, sealed = self._clean(definition, actor, data, already=app.data)
         chain = self._chain(definition, app.applicant, clean)
-        self._keep_files(definition, clean, already=app.data)
         moved = resubmit(app, actor, clean, chain, self.clock())
         moved = replace(moved, extra={**app.extra, "sealed": sealed} if sealed else
                         {k: v for k, v in app.extra.items() if k != "sealed"})
 
         def save() -> Application:
+            self._keep_files(definition, clean, already=app.data)
             self.applications.save(moved, app.version)
             return moved
 
@@ -421,20 +421,15 @@ class ServiceHall:
 
     def _keep_files(self, definition: ServiceDefinition, clean: Mapping[str, Any],
                     already: Mapping[str, Any] | None = None) -> None:
-        """Tag the form's new files kept, before the form is stored (a failure stores nothing).
+        """Tag the form's new files kept, just before the form is stored (a failure stores nothing).
 
         Raises:
             UpstreamUnavailable: the storage could not be reached; the applicant tries again.
         """
         keys = [k for spec in definition.fields if spec.type == "attachment" for k in clean.get(spec.name) or ()
                 if not (already and k in (already.get(spec.name) or ()))]
-        if not keys:
-            return
-        try:
+        if keys:
             self.check_attachment.keep(keys)
-        except Exception as exc:  # noqa: BLE001 - nothing is stored yet: the applicant retries
-            logger.error("attachments not kept; the form was not stored", extra={"error_type": type(exc).__name__})
-            raise UpstreamUnavailable("The attachments could not be saved just now; please try again.") from None
 
     def _check_person(self, spec: FieldSpec, userid: str) -> str | None:
         person = self.people.get_person(userid)

@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 
 @functools.cache
@@ -29,24 +29,42 @@ class StoredObject:
     content_type: str
 
 
-def presign_put(bucket: str, key: str, content_type: str, size: int, expires_in: int, tagging: str) -> str:
-    """A URL that accepts exactly one PUT of ``size`` bytes of ``content_type`` at ``key``, tagged
-    ``tagging`` (``k=v``).
+PUT_HEADERS = ("Content-Type", "x-amz-tagging", "If-None-Match")  # what a presigned PUT must send
 
-    Content-Type, Content-Length and the ``x-amz-tagging`` header are signed: an upload with another
-    type, length or tag (or none) is refused by S3 itself.
+
+class StorageUnavailable(Exception):
+    """S3 refused or did not answer (throttled, down, denied); names only the failure."""
+
+
+def presign_put(bucket: str, key: str, content_type: str, size: int, expires_in: int,
+                tagging: str) -> tuple[str, dict[str, str]]:
+    """A URL that accepts one PUT of ``size`` bytes of ``content_type`` at ``key``, tagged
+    ``tagging`` (``k=v``), and the headers that PUT must send.
+
+    Content-Type, Content-Length, ``x-amz-tagging`` and ``If-None-Match: *`` are signed: an upload
+    with another type, length or tag is refused by S3 itself, and so is a second PUT to the key
+    (412), which would otherwise replace a filed file and set it back to pending.
     """
-    return s3_client().generate_presigned_url(
+    url = s3_client().generate_presigned_url(
         "put_object",
         Params={"Bucket": bucket, "Key": key, "ContentType": content_type, "ContentLength": size,
-                "Tagging": tagging},
+                "Tagging": tagging, "IfNoneMatch": "*"},
         ExpiresIn=expires_in,
     )
+    return url, dict(zip(PUT_HEADERS, (content_type, tagging, "*"), strict=True))
 
 
 def set_tag(bucket: str, key: str, name: str, value: str) -> None:
-    """Replace the object's tags with ``name=value``."""
-    s3_client().put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": name, "Value": value}]})
+    """Replace the object's tags with ``name=value``.
+
+    Raises:
+        StorageUnavailable: S3 refused or did not answer.
+    """
+    try:
+        s3_client().put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": name, "Value": value}]})
+    except (ClientError, BotoCoreError) as exc:
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else type(exc).__name__
+        raise StorageUnavailable(code) from exc
 
 
 def presign_get(bucket: str, key: str, expires_in: int) -> str:

@@ -206,15 +206,29 @@ def test_uploads_stay_pending_until_a_stored_form_holds_them(client: Client, hal
     slots = [call(client, "POST", "/uploads", hall["s001"], {"content_type": "application/pdf", "size": 5})[1]
              for _ in range(2)]
     for slot in slots:
-        assert slot["headers"] == {"Content-Type": "application/pdf", "x-amz-tagging": "upload=pending"}
-        assert "x-amz-tagging" in parse_qs(urlsplit(slot["url"]).query)["X-Amz-SignedHeaders"][0]
+        assert slot["headers"] == {"Content-Type": "application/pdf", "x-amz-tagging": "upload=pending",
+                                   "If-None-Match": "*"}
+        signed = parse_qs(urlsplit(slot["url"]).query)["X-Amz-SignedHeaders"][0].split(";")
+        assert {"content-type", "content-length", "x-amz-tagging", "if-none-match"} <= set(signed)
         assert requests.put(slot["url"], data=b"%PDF!", headers=slot["headers"], timeout=10).status_code == 200
     # Then both arrive pending (what the bucket's lifecycle deletes after a few days)
     assert [tags_of(s["key"]) for s in slots] == [{"upload": "pending"}] * 2
     # When a form holding the first is stored, that file is kept and the other stays pending
-    status, _ = call(client, "POST", "/services/test-leave/applications", hall["s001"], leave(1, proof=[slots[0]["key"]]))
+    status, app = call(client, "POST", "/services/test-leave/applications", hall["s001"],
+                       leave(1, proof=[slots[0]["key"]]))
     assert status == 201
     assert [tags_of(s["key"]) for s in slots] == [{"upload": "kept"}, {"upload": "pending"}]
+    # And the URL cannot put the file again (that would swap a filed document and make it pending)
+    again = requests.put(slots[0]["url"], data=b"%PDF?", headers=slots[0]["headers"], timeout=10)
+    assert again.status_code == 412 and tags_of(slots[0]["key"]) == {"upload": "kept"}
+    # When a refused edit names the second file (the form is not returned: 409), it stays pending
+    status, _ = call(client, "PUT", f"/applications/{app['id']}", hall["s001"], leave(1, proof=[slots[1]["key"]]))
+    assert status == 409 and tags_of(slots[1]["key"]) == {"upload": "pending"}
+    # And once the form is returned and resent with it instead, it is kept (the first file too:
+    # keys are not unique to one form, so a file dropped from this one is not set back to pending)
+    call(client, "POST", f"/applications/{app['id']}/decisions", hall["fdy01"], {"decision": "return"})
+    status, _ = call(client, "PUT", f"/applications/{app['id']}", hall["s001"], leave(1, proof=[slots[1]["key"]]))
+    assert status == 200 and [tags_of(s["key"]) for s in slots] == [{"upload": "kept"}] * 2
 
 
 def test_a_form_whose_files_cannot_be_kept_is_not_stored(client: Client, hall: dict[str, str],
@@ -226,13 +240,21 @@ def test_a_form_whose_files_cannot_be_kept_is_not_stored(client: Client, hall: d
     _, slot = call(client, "POST", "/uploads", hall["s001"], {"content_type": "application/pdf", "size": 5})
     requests.put(slot["url"], data=b"%PDF!", headers=slot["headers"], timeout=10)
 
-    def unavailable(*args: object) -> None:
-        raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}},
-                          "PutObjectTagging")
+    real = storage.s3_client()
+
+    class SlowDown:
+        """The bucket's client, throttled on tagging."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def put_object_tagging(self, **params: object) -> None:
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}},
+                              "PutObjectTagging")
 
     with monkeypatch.context() as storage_down:
         # Given the storage refusing to tag the file
-        storage_down.setattr(storage, "set_tag", unavailable)
+        storage_down.setattr(storage, "s3_client", SlowDown)
         # When the student files the form, they are told to try again, and nothing was filed
         status, error = call(client, "POST", "/services/test-leave/applications", hall["s001"],
                              leave(1, proof=[slot["key"]]))

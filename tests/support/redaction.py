@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from chalicelib.domain.identity import id_check_char
 
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])([1-9][0-9]{16})([0-9Xx])(?![0-9A-Za-z])")
-# Bounded by letters too: request ids, nonces and signatures are hex, and a run of 11 digits inside one
-# (about one signature in a hundred has such a run) is not a phone number.
-_MOBILE = re.compile(r"(?<![0-9A-Za-z])1[3-9][0-9]{9}(?![0-9A-Za-z])")
+# Bounded by lower-case hex too: request ids, nonces and signatures are lower-case hex, and a run of
+# 11 digits inside one (about one signature in a hundred has such a run) is not a phone number. Any
+# other neighbour counts as a boundary: "tel13912345678", "phone%3D13912345678" are found.
+_MOBILE = re.compile(r"(?<![0-9a-f])1[3-9][0-9]{9}(?![0-9a-f])")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 # The daily report's answers, by field name (a log line naming one carries health data).
 _HEALTH_KEYS = re.compile(r'"(temperature|symptoms|symptom_note|health_code|close_contact|risk_area|quarantined|'

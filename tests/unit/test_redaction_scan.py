@@ -31,4 +31,5 @@ def test_digits_that_are_not_an_id_or_a_phone_pass() -> None:
 
 def test_a_run_of_digits_inside_a_hex_id_is_not_a_phone_but_one_after_a_label_is() -> None:
     assert leaks('"msg_signature":"8f3a16612345678bd01e","nonce":"a16698765432"') == []
-    assert [f.split(" at line ")[0] for f in leaks("phone=16612345678;tel:16612345678")] == ["mobile number"] * 2
+    labelled = "phone=16612345678;tel16612345678;mobile%3D16612345678&x=1;16612345678X"
+    assert [f.split(" at line ")[0] for f in leaks(labelled)] == ["mobile number"] * 4

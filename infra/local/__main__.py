@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 import json
+import logging
 import os
 import signal
 import sys
@@ -146,4 +147,10 @@ def _answers(api_url: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    # Everything is stopped and nothing is left to write, but tearing down the interpreter (freeing
+    # moto's in-memory AWS and the app's modules) takes another 2-3 s; Ctrl-C should be prompt.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -16,10 +17,21 @@ from tests.e2e.test_wecom_flows import fake_wecom_url, wait_for
 from tests.support.leave import leave_form
 
 
+CAMPUS = ZoneInfo("Asia/Shanghai")
+
+
+def day_time_end(start: datetime) -> datetime:
+    """10:00 on campus, 12 to 36 hours after ``start``: the job's runs at the end + 5 and + 35
+    minutes then fall outside the reminders' quiet hours (22:00-08:00), whenever the suite runs."""
+    earliest = start.astimezone(CAMPUS) + timedelta(hours=12)
+    end = earliest.replace(hour=10, minute=0, second=0)
+    return (end if end >= earliest else end + timedelta(days=1)).astimezone(timezone.utc)
+
+
 def test_an_overdue_leave_reminds_the_student_and_counselor_once_then_the_return_lands(stack):
     student, counselor = token(stack, "s013"), token(stack, "fdy01")
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)  # started (within the grace)
-    end = start + timedelta(days=1)
+    end = day_time_end(start)
     answer = requests.post(f"{stack.url}/services/student-leave/applications",
                            json={"data": leave_form(start, end)}, headers=student, timeout=10)
     assert answer.status_code == 201, answer.text

@@ -28,7 +28,7 @@ help:
 	@echo "make bench-health        the morning peak: 16,022 people file today's health report (BENCH_PEOPLE=500 for a quick run)"
 	@echo "make test-unit | test-integration | test-e2e | test-deploy   one layer of the suite"
 	@echo "make test-fuzz           every API operation fuzzed from /openapi.json, $(FUZZ_EXAMPLES) examples each (make test: 15)"
-	@echo "make test-future         unit and integration tests on a clock $(FUTURE_DAYS) days ahead (FUTURE_DAYS overrides)"
+	@echo "make test-future         unit and integration tests on a clock $(FUTURE_DAYS) days ahead (FUTURE_DAYS, FUTURE_HOURS override)"
 	@echo "make clean               remove .venv and local state"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -101,7 +101,7 @@ test-flood: $(STAMP)
 
 # Tests that pass today but fail once the real date moves past their fixed dates (SQS retention, TTLs, expiry).
 test-future: $(STAMP)
-	FUTURE_DAYS=$(FUTURE_DAYS) $(PY) -m pytest -p tests.support.future_clock tests/unit tests/integration
+	FUTURE_DAYS=$(FUTURE_DAYS) FUTURE_HOURS=$(or $(FUTURE_HOURS),0) $(PY) -m pytest -p tests.support.future_clock tests/unit tests/integration
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache build

@@ -8,6 +8,8 @@ or ``make test-future``) starts ``time_machine.travel(now + FUTURE_DAYS days, ti
 configures itself and stops it when pytest ends, so the suite sees the date it will see in FUTURE_DAYS
 days (default 400); a test's own ``time_machine.travel`` still works on top of it. A test that fails
 only under this plugin depends on the real date and should read or compare inside a travel block.
+FUTURE_HOURS (default 0) moves the clock further, to run the suite at another time of day (campus
+nights, quiet hours, the day's boundary): ``make test-future FUTURE_DAYS=0 FUTURE_HOURS=9``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ _traveller: time_machine.travel | None = None
 def pytest_configure(config: pytest.Config) -> None:
     global _traveller
     days = int(os.environ.get("FUTURE_DAYS", "400"))
-    _traveller = time_machine.travel(datetime.now(timezone.utc) + timedelta(days=days), tick=True)
+    hours = float(os.environ.get("FUTURE_HOURS", "0"))
+    _traveller = time_machine.travel(datetime.now(timezone.utc) + timedelta(days=days, hours=hours), tick=True)
     _traveller.start()
 
 

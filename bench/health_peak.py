@@ -47,9 +47,8 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -59,7 +58,7 @@ from zoneinfo import ZoneInfo
 import boto3
 import requests
 
-from bench.common import quiet_stdout
+from bench.common import local_stage_env, quiet_stdout
 from infra.local.demo import CAST, generate_population
 from tests.support.health import NORMAL  # the answers the tests file, as any phone would
 
@@ -501,27 +500,6 @@ class InProcess:
         return statistics.median(self.bare_seconds)
 
 
-
-
-@contextmanager
-def local_stage_env() -> Iterator[None]:
-    """The local stage's variables and fake credentials in os.environ, no endpoint (moto intercepts)."""
-    from tests.conftest import stage_environment
-
-    saved = dict(os.environ)
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL") or name in {"AWS_PROFILE", "AWS_DEFAULT_PROFILE"}:
-            del os.environ[name]
-    os.environ.update(stage_environment("local"))
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_SESSION_TOKEN="testing",
-                      AWS_DEFAULT_REGION="us-east-1", **health_env())
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def in_process(sample: int) -> InProcess:
     """``sample`` filings through the test client under moto, every AWS call recorded."""
     from chalice.test import Client
@@ -562,7 +540,7 @@ def in_process(sample: int) -> InProcess:
         unit_day = UnicodeAttribute()
 
     result = InProcess()
-    with local_stage_env(), quiet_stdout():
+    with local_stage_env(**health_env()), quiet_stdout():
         make_dynamodb_writes_atomic()
         with mock_aws():
             create_tables(TABLE_MODELS)
